@@ -1,0 +1,44 @@
+# mlk8s: the two commands of the README (`make demo`, `make test`) and the helpers they share.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export MLK8S_BACKEND := local
+# Pip's progress and location warnings drown the output; errors still show.
+PIP_FLAGS := --disable-pip-version-check --no-input -q
+
+.PHONY: venv demo test test-fast lint typecheck bench clean
+
+# The virtualenv is rebuilt whenever a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | { grep -v "^WARNING: Location" || true; }; test $${PIPESTATUS[0]} -eq 0
+	$(PIP) install $(PIP_FLAGS) --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -c "import airflow, mlk8s, mlk8s_airflow, torch, ray, pyarrow"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check dags plugins include
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(AIRFLOW_HOME) .pytest_cache .mypy_cache .ruff_cache
