@@ -1,0 +1,330 @@
+"""The Ray pool scaling policy: how many workers each group should have, and which idle ones to remove.
+
+The policy is a pure function of its inputs (:func:`decide`): the sensor reads the Airflow queue and the Ray
+demand, passes the time in, and carries :class:`PolicyState` between calls as a plain JSON dict (so it
+survives reschedules, deferrals and sensor restarts). The same function drives the simulator, so what the
+benchmarks measure is exactly what runs in production.
+
+Times are seconds on one clock chosen by the caller (epoch seconds in the sensor, trace seconds in the
+simulator). Memory is in bytes; 0 means "not constrained".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PolicyInputError(ValueError):
+    """Bad input to the policy; the message names the field and how to fix it."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise PolicyInputError(message)
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class WorkerGroupSpec:
+    """One Ray worker group (a KubeRay ``workerGroupSpecs`` entry): its limits and the shape of one worker.
+
+    A group with ``gpus_per_worker > 0`` is a GPU group: it grows only for demand that asks for GPUs.
+    """
+
+    name: str
+    min_workers: int
+    max_workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float = 0.0
+    memory_per_worker: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(
+            isinstance(self.name, str) and bool(self.name),
+            "WorkerGroupSpec.name is empty; give the group the name of its KubeRay workerGroupSpec",
+        )
+        where = f"WorkerGroupSpec {self.name!r}"
+        _require(
+            isinstance(self.min_workers, int) and self.min_workers >= 0,
+            f"{where}: min_workers={self.min_workers!r}; set min_workers to an integer >= 0",
+        )
+        _require(
+            isinstance(self.max_workers, int) and self.max_workers >= self.min_workers,
+            f"{where}: max_workers={self.max_workers!r} < min_workers={self.min_workers!r}; "
+            "set max_workers >= min_workers",
+        )
+        _require(
+            _finite(self.cpus_per_worker) and self.cpus_per_worker > 0,
+            f"{where}: cpus_per_worker={self.cpus_per_worker!r}; set it to the CPUs of one worker (> 0)",
+        )
+        _require(
+            _finite(self.gpus_per_worker) and self.gpus_per_worker >= 0,
+            f"{where}: gpus_per_worker={self.gpus_per_worker!r}; set it to 0 or the GPUs of one worker",
+        )
+        _require(
+            _finite(self.memory_per_worker) and self.memory_per_worker >= 0,
+            f"{where}: memory_per_worker={self.memory_per_worker!r}; set it to 0 (unconstrained) or bytes",
+        )
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker pod of a group as the sensor sees it now.
+
+    ``pending`` is a pod that is requested but not yet usable (Pending, or Running but not yet joined to
+    Ray): it counts toward the group's size but offers no capacity. ``busy`` means Ray runs work on it; the
+    policy never removes a busy worker. ``started_at`` is when the pod was requested (its creation time);
+    ``idle_since``, when known, is when it last became idle, so the longest-idle worker is removed first.
+    """
+
+    id: str
+    group: str
+    busy: bool
+    started_at: float
+    pending: bool = False
+    idle_since: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.id, str) and bool(self.id), "Worker.id is empty; pass the pod name")
+        _require(
+            _finite(self.started_at),
+            f"Worker {self.id!r}: started_at={self.started_at!r}; pass the pod's creation time in seconds",
+        )
+        _require(
+            not (self.busy and self.pending),
+            f"Worker {self.id!r}: busy and pending at once; a pending pod runs no work, set busy=False",
+        )
+        _require(
+            self.idle_since is None or _finite(self.idle_since),
+            f"Worker {self.id!r}: idle_since={self.idle_since!r}; pass seconds or None",
+        )
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """Airflow task counts for the tasks that run on the Ray pool (by pool or queue), as the sensor read them.
+
+    ``next_dagrun_run_after`` (Airflow's ``next_dagrun_run_after`` of the DAG whose work runs on the pool,
+    as seconds on the policy's clock) lets the policy pre-warm the pool ahead of the next scheduled run.
+    """
+
+    queued: int = 0
+    scheduled: int = 0
+    running: int = 0
+    next_dagrun_run_after: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("queued", "scheduled", "running"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                f"QueueSnapshot.{name}={value!r}; pass the count of task instances in that state (int >= 0)",
+            )
+        _require(
+            self.next_dagrun_run_after is None or _finite(self.next_dagrun_run_after),
+            f"QueueSnapshot.next_dagrun_run_after={self.next_dagrun_run_after!r}; pass seconds or None",
+        )
+
+    @property
+    def backlog(self) -> int:
+        """Tasks that want the pool but have not started."""
+        return self.queued + self.scheduled
+
+
+@dataclass(frozen=True)
+class ResourceDemand:
+    """``count`` pending resource requests of one shape (Ray tasks/actors/bundles not placed yet)."""
+
+    cpus: float
+    gpus: float = 0.0
+    memory: float = 0.0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("cpus", "gpus", "memory"):
+            value = getattr(self, name)
+            _require(
+                _finite(value) and value >= 0,
+                f"ResourceDemand.{name}={value!r}; pass a resource amount >= 0",
+            )
+        _require(
+            isinstance(self.count, int) and not isinstance(self.count, bool) and self.count >= 0,
+            f"ResourceDemand.count={self.count!r}; pass the number of requests of this shape (int >= 0)",
+        )
+        _require(
+            self.cpus > 0 or self.gpus > 0 or self.memory > 0,
+            "ResourceDemand asks for nothing (cpus=gpus=memory=0); drop it or give it a resource",
+        )
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.gpus > 0
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Tuning of the policy.
+
+    - ``scale_down_window_s``: a group shrinks only to the highest size it was recommended during this
+      window (like the Kubernetes HPA's scale-down stabilization window), so a backlog must stay low for the
+      whole window before workers go, and a steady input never flaps.
+    - ``cpus_per_task``/``gpus_per_task``/``memory_per_task``: the shape of one Airflow task on the pool,
+      used to turn queued/scheduled/running counts into demand before Ray has seen the work.
+    - ``prewarm_s`` and ``prewarm_demand``: within ``prewarm_s`` before ``next_dagrun_run_after`` the pool is
+      sized for ``prewarm_demand`` (0 or empty: no pre-warming).
+    - ``pending_timeout_s``: a group with a pod Pending longer than this stops growing (the cluster has no
+      room for it; asking for more pods only adds more Pending pods).
+    """
+
+    scale_down_window_s: float = 300.0
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    memory_per_task: float = 0.0
+    prewarm_s: float = 0.0
+    prewarm_demand: tuple[ResourceDemand, ...] = ()
+    pending_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("scale_down_window_s", "prewarm_s", "pending_timeout_s"):
+            value = getattr(self, name)
+            _require(
+                _finite(value) and value >= 0,
+                f"PolicyConfig.{name}={value!r}; pass a duration in seconds >= 0",
+            )
+        _require(
+            _finite(self.cpus_per_task) and self.cpus_per_task >= 0,
+            f"PolicyConfig.cpus_per_task={self.cpus_per_task!r}; pass the CPUs one Airflow task uses (>= 0)",
+        )
+        _require(
+            _finite(self.gpus_per_task) and self.gpus_per_task >= 0,
+            f"PolicyConfig.gpus_per_task={self.gpus_per_task!r}; pass the GPUs one Airflow task uses (>= 0)",
+        )
+        _require(
+            _finite(self.memory_per_task) and self.memory_per_task >= 0,
+            f"PolicyConfig.memory_per_task={self.memory_per_task!r}; pass bytes (>= 0)",
+        )
+        _require(
+            all(isinstance(d, ResourceDemand) for d in self.prewarm_demand),
+            "PolicyConfig.prewarm_demand must be a tuple of ResourceDemand",
+        )
+
+    @property
+    def task_demand(self) -> ResourceDemand | None:
+        """The shape of one Airflow task, or None when Airflow counts are not used (all zero)."""
+        if self.cpus_per_task == 0 and self.gpus_per_task == 0 and self.memory_per_task == 0:
+            return None
+        return ResourceDemand(cpus=self.cpus_per_task, gpus=self.gpus_per_task, memory=self.memory_per_task)
+
+
+#: Key of the JSON form of :class:`PolicyState`, bumped when its layout changes.
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy remembers between decisions: recent recommendations per group.
+
+    ``recommendations[group]`` holds ``(time, workers)`` pairs from the scale-down window, only those that
+    can still be the window's maximum (each is larger than every later one), so it stays a handful of
+    entries. Treat it as opaque; round-trip it through :meth:`to_json`/:meth:`from_json`.
+    """
+
+    recommendations: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "recommendations": {
+                group: [[t, n] for t, n in entries] for group, entries in sorted(self.recommendations.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> PolicyState:
+        """Rebuild the state; None or ``{}`` is a fresh state (first run of the sensor)."""
+        if not data:
+            return cls()
+        _require(
+            isinstance(data, Mapping) and data.get("version") == STATE_VERSION,
+            f"PolicyState JSON has version {data.get('version')!r} (expected {STATE_VERSION}); "
+            "pass the dict that PolicyState.to_json() produced, or None to start fresh",
+        )
+        raw = data.get("recommendations", {})
+        _require(
+            isinstance(raw, Mapping),
+            "PolicyState JSON 'recommendations' must map group name to [[time, workers], ...]",
+        )
+        out: dict[str, tuple[tuple[float, int], ...]] = {}
+        for group, entries in raw.items():
+            parsed: list[tuple[float, int]] = []
+            for entry in entries:
+                ok = (
+                    isinstance(entry, Sequence)
+                    and len(entry) == 2
+                    and _finite(entry[0])
+                    and isinstance(entry[1], int)
+                    and entry[1] >= 0
+                )
+                _require(
+                    ok,
+                    f"PolicyState JSON recommendations[{group!r}] has entry {entry!r}; "
+                    "expected [time_s, workers>=0] (pass None to start fresh)",
+                )
+                parsed.append((float(entry[0]), int(entry[1])))
+            out[str(group)] = tuple(parsed)
+        return cls(recommendations=out)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one group should become.
+
+    ``target`` is the group's size after the actuator acts (pending pods included); when it is below
+    ``current``, ``remove`` names exactly ``current - target`` workers to delete, none of them busy (pending
+    pods first, then the longest-idle). When it is above, the actuator adds pods. ``recommended`` is the
+    size the current demand alone calls for (before the scale-down window), kept for the UI's time series.
+    """
+
+    group: str
+    current: int
+    target: int
+    remove: tuple[str, ...]
+    reason: str
+    recommended: int = 0
+
+    @property
+    def changes(self) -> bool:
+        return self.target != self.current
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "current": self.current,
+            "target": self.target,
+            "remove": list(self.remove),
+            "reason": self.reason,
+            "recommended": self.recommended,
+        }
+
+
+def decide(
+    now: float,
+    groups: Sequence[WorkerGroupSpec],
+    workers: Iterable[Worker],
+    queue: QueueSnapshot,
+    demand: Iterable[ResourceDemand],
+    config: PolicyConfig,
+    state: PolicyState,
+) -> tuple[list[Decision], PolicyState]:
+    """One decision per group (in the order of ``groups``), and the state to pass to the next call."""
+    raise NotImplementedError
