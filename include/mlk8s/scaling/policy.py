@@ -317,6 +317,113 @@ class Decision:
         }
 
 
+# A request fits when it needs at most what is left; this absorbs float noise such as 0.1 + 0.2.
+_EPS = 1e-9
+
+
+def _fits(request: ResourceDemand, spec: WorkerGroupSpec) -> bool:
+    return (
+        request.cpus <= spec.cpus_per_worker + _EPS
+        and request.gpus <= spec.gpus_per_worker + _EPS
+        and (spec.memory_per_worker == 0 or request.memory <= spec.memory_per_worker + _EPS)
+    )
+
+
+def group_for(request: ResourceDemand, groups: Sequence[WorkerGroupSpec]) -> WorkerGroupSpec | None:
+    """The group a request grows: the smallest worker it fits, GPU groups only for GPU work.
+
+    CPU-only work never goes to a GPU group, so a GPU worker is never added or kept for it; work that fits no
+    group returns None (the caller reports it rather than growing a group that cannot run it).
+    """
+    candidates = [g for g in groups if g.is_gpu == request.needs_gpu and _fits(request, g)]
+    if not candidates:
+        return None
+    order = {g.name: i for i, g in enumerate(groups)}
+    return min(
+        candidates,
+        key=lambda g: (g.gpus_per_worker, g.cpus_per_worker, g.memory_per_worker, order[g.name]),
+    )
+
+
+def workers_needed(requests: Iterable[ResourceDemand], spec: WorkerGroupSpec) -> int:
+    """How many empty workers of ``spec`` hold ``requests`` (first-fit decreasing by shape).
+
+    Identical workers are tracked as (room left, how many) so a backlog of thousands of tasks costs a few
+    steps per distinct shape, not per task.
+    """
+    memory_cap = spec.memory_per_worker if spec.memory_per_worker > 0 else math.inf
+    full = (float(spec.cpus_per_worker), float(spec.gpus_per_worker), float(memory_cap))
+    merged: dict[tuple[float, float, float], int] = {}
+    for r in requests:
+        if r.count > 0:
+            key = (r.gpus, r.cpus, r.memory)
+            merged[key] = merged.get(key, 0) + r.count
+    bins: dict[tuple[float, float, float], int] = {}
+    total = 0
+
+    def per_bin(room: tuple[float, float, float], gpus: float, cpus: float, memory: float) -> int:
+        limits = [
+            math.floor(have / want + _EPS)
+            for have, want in ((room[0], cpus), (room[1], gpus), (room[2], memory))
+            if want > 0
+        ]
+        return max(0, min(limits)) if limits else 0
+
+    for (gpus, cpus, memory), count in sorted(merged.items(), reverse=True):
+        left = count
+        for room in sorted(bins, reverse=True):
+            if left == 0:
+                break
+            k = per_bin(room, gpus, cpus, memory)
+            if k == 0:
+                continue
+            nbins = bins[room]
+            whole = min(nbins, left // k)
+            used: list[tuple[tuple[float, float, float], int]] = []
+            if whole:
+                used.append(((room[0] - k * cpus, room[1] - k * gpus, room[2] - k * memory), whole))
+                left -= whole * k
+            if left and left < k and whole < nbins:
+                used.append(((room[0] - left * cpus, room[1] - left * gpus, room[2] - left * memory), 1))
+                whole += 1
+                left = 0
+            bins[room] = nbins - whole
+            if bins[room] == 0:
+                del bins[room]
+            for new_room, n in used:
+                bins[new_room] = bins.get(new_room, 0) + n
+        if left == 0:
+            continue
+        k = per_bin(full, gpus, cpus, memory)
+        if k == 0:  # does not fit an empty worker; group_for keeps such requests away
+            continue
+        nnew, last = divmod(left, k)
+        if nnew:
+            room = (full[0] - k * cpus, full[1] - k * gpus, full[2] - k * memory)
+            bins[room] = bins.get(room, 0) + nnew
+        if last:
+            room = (full[0] - last * cpus, full[1] - last * gpus, full[2] - last * memory)
+            bins[room] = bins.get(room, 0) + 1
+        total += nnew + (1 if last else 0)
+    return total
+
+
+def _describe(requests: Sequence[ResourceDemand]) -> str:
+    count = sum(r.count for r in requests)
+    cpus = sum(r.cpus * r.count for r in requests)
+    gpus = sum(r.gpus * r.count for r in requests)
+    text = f"{count} request(s), {cpus:g} CPU"
+    return text + (f", {gpus:g} GPU" if gpus else "")
+
+
+def _removal_order(worker: Worker) -> tuple[int, float, str]:
+    # Pending pods first (they are not capacity), the longest-waiting first; then the longest-idle worker.
+    if worker.pending:
+        return (0, worker.started_at, worker.id)
+    idle_since = worker.idle_since if worker.idle_since is not None else worker.started_at
+    return (1, idle_since, worker.id)
+
+
 def decide(
     now: float,
     groups: Sequence[WorkerGroupSpec],
@@ -326,5 +433,154 @@ def decide(
     config: PolicyConfig,
     state: PolicyState,
 ) -> tuple[list[Decision], PolicyState]:
-    """One decision per group (in the order of ``groups``), and the state to pass to the next call."""
-    raise NotImplementedError
+    """One decision per group (in the order of ``groups``), and the state to pass to the next call.
+
+    Each group's *need* is the most that any signal asks for: its busy workers plus new workers for Ray's
+    pending demand; the Airflow tasks (queued + scheduled + running) packed as ``PolicyConfig`` task shapes;
+    the pre-warm demand when the next DAG run is near. The signals overlap (a queued Airflow task becomes
+    Ray demand once it starts), so they are not added. Growth is immediate; shrinking goes only to the
+    highest need seen in the scale-down window, and never below the busy workers.
+    """
+    _require(_finite(now), f"now={now!r}; pass the current time in seconds (a finite number)")
+    groups = list(groups)
+    names = [g.name for g in groups]
+    _require(bool(groups), "groups is empty; pass one WorkerGroupSpec per Ray worker group")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    _require(not dupes, f"groups has duplicate names {dupes}; give each WorkerGroupSpec a unique name")
+    workers = list(workers)
+    ids = [w.id for w in workers]
+    dup_ids = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    _require(not dup_ids, f"workers has duplicate ids {dup_ids}; pass each pod once")
+    for w in workers:
+        _require(
+            w.group in names,
+            f"Worker {w.id!r} is in group {w.group!r}, which is not in groups {names}; "
+            "pass that group's WorkerGroupSpec or leave the worker out",
+        )
+    demand = [d for d in demand if d.count > 0]
+    _require(isinstance(state, PolicyState), "state must be a PolicyState (PolicyState.from_json(None) to start)")
+
+    by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
+    unplaceable: list[ResourceDemand] = []
+    for d in sorted(demand, key=lambda d: (d.gpus, d.cpus, d.memory, d.count)):
+        g = group_for(d, groups)
+        (by_group[g.name] if g else unplaceable).append(d)
+
+    airflow_by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
+    airflow_tasks = queue.backlog + queue.running
+    shape = config.task_demand
+    if shape is not None and airflow_tasks:
+        g = group_for(shape, groups)
+        if g is not None:
+            airflow_by_group[g.name].append(
+                ResourceDemand(cpus=shape.cpus, gpus=shape.gpus, memory=shape.memory, count=airflow_tasks)
+            )
+
+    prewarm_by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
+    prewarming = (
+        queue.next_dagrun_run_after is not None
+        and config.prewarm_s > 0
+        and bool(config.prewarm_demand)
+        and queue.next_dagrun_run_after - config.prewarm_s <= now <= queue.next_dagrun_run_after
+    )
+    if prewarming:
+        for d in config.prewarm_demand:
+            g = group_for(d, groups)
+            if g is not None:
+                prewarm_by_group[g.name].append(d)
+
+    decisions: list[Decision] = []
+    new_history: dict[str, tuple[tuple[float, int], ...]] = {}
+    horizon = now - config.scale_down_window_s
+    for spec in groups:
+        mine = sorted((w for w in workers if w.group == spec.name), key=lambda w: w.id)
+        current = len(mine)
+        busy = sum(1 for w in mine if w.busy)
+        pending = [w for w in mine if w.pending]
+        idle = current - busy - len(pending)
+
+        ray_need = busy + workers_needed(by_group[spec.name], spec)
+        airflow_need = workers_needed(airflow_by_group[spec.name], spec)
+        prewarm_need = workers_needed(prewarm_by_group[spec.name], spec)
+        need = max(ray_need, airflow_need, prewarm_need)
+
+        why: list[str] = [f"{current} worker(s): {busy} busy, {idle} idle, {len(pending)} pending"]
+        if by_group[spec.name]:
+            why.append(f"Ray demand {_describe(by_group[spec.name])} -> {ray_need} worker(s) with the busy ones")
+        if airflow_by_group[spec.name]:
+            why.append(
+                f"Airflow {queue.queued} queued + {queue.scheduled} scheduled + {queue.running} running "
+                f"task(s) -> {airflow_need}"
+            )
+        if prewarm_need:
+            why.append(f"pre-warm for the run at {queue.next_dagrun_run_after:g} -> {prewarm_need}")
+        recommended = min(max(need, spec.min_workers), spec.max_workers)
+        if need > spec.max_workers:
+            why.append(f"need {need} capped at max_workers={spec.max_workers}")
+        elif need < spec.min_workers:
+            why.append(f"need {need} raised to min_workers={spec.min_workers}")
+        stuck = [w for w in pending if now - w.started_at > config.pending_timeout_s]
+        if stuck and recommended > current:
+            oldest = min(stuck, key=lambda w: (w.started_at, w.id))
+            why.append(
+                f"not growing past {current}: pod {oldest.id} Pending {now - oldest.started_at:.0f} s "
+                f"> pending_timeout_s={config.pending_timeout_s:g}"
+            )
+            recommended = max(current, spec.min_workers)
+
+        # The window keeps only entries that can still be its maximum, so entries[0] is that maximum.
+        entries = [e for e in state.recommendations.get(spec.name, ()) if e[0] > horizon]
+        while entries and entries[-1][1] <= recommended:
+            entries.pop()
+        entries.append((now, recommended))
+        new_history[spec.name] = tuple(entries)
+        window_max = entries[0][1]
+
+        if recommended >= current:
+            target = recommended
+        else:
+            target = min(current, window_max)
+        if target > spec.max_workers:
+            target = max(spec.max_workers, busy)
+            if busy > spec.max_workers:
+                why.append(f"{busy} busy worker(s) exceed max_workers={spec.max_workers}; waiting for them")
+        target = max(target, spec.min_workers, busy)
+
+        remove: tuple[str, ...] = ()
+        if target > current:
+            action = f"scale up {current} -> {target}"
+        elif target < current:
+            removable = sorted((w for w in mine if not w.busy), key=_removal_order)
+            remove = tuple(w.id for w in removable[: current - target])
+            action = f"scale down {current} -> {target}, removing {', '.join(remove)}"
+            if window_max < current and recommended < current and target == window_max:
+                action += f" (need <= {window_max} for the last {config.scale_down_window_s:g} s)"
+        elif recommended < current:
+            action = (
+                f"hold {current}: need {recommended} now, but {window_max} within the last "
+                f"{config.scale_down_window_s:g} s (scale-down window)"
+            )
+        else:
+            action = f"hold {current}"
+        decisions.append(
+            Decision(
+                group=spec.name,
+                current=current,
+                target=target,
+                remove=remove,
+                reason=f"{action}; " + "; ".join(why),
+                recommended=recommended,
+            )
+        )
+    if unplaceable:
+        note = f"; {_describe(unplaceable)} fit no group (CPU work never goes to GPU groups), not scaling for it"
+        first = decisions[0]
+        decisions[0] = Decision(
+            group=first.group,
+            current=first.current,
+            target=first.target,
+            remove=first.remove,
+            reason=first.reason + note,
+            recommended=first.recommended,
+        )
+    return decisions, PolicyState(recommendations=new_history)
