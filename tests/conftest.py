@@ -1,0 +1,44 @@
+"""Test-wide set-up: an isolated Airflow home on SQLite, and the local backend as the deployment default.
+
+Airflow reads its configuration once per process, at import, so the environment is set here, before any test
+module imports airflow. Tests that need a different Airflow configuration run Airflow in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="mlk8s-test-airflow-"))
+
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__MLK8S__BACKEND"] = "local"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.setdefault("MLK8S_LOCAL_SCRATCH", str(_HOME / "pods"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Iterator[Path]:
+    """A migrated SQLite metadata DB for ``dag.test()`` (created once per session, in its own process)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ),
+    )
+    yield _HOME
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
