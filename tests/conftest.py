@@ -6,6 +6,7 @@ module imports airflow. Tests that need a different Airflow configuration run Ai
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,21 @@ _HOME = Path(tempfile.mkdtemp(prefix="mlk8s-test-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+# dag.test() runs only DAGs that live in a bundle: the project's dags/ and the tests' own fixture DAGs.
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {
+            "name": "dags-folder",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(REPO / "dags"), "refresh_interval": 0},
+        },
+        {
+            "name": "test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(REPO / "tests" / "fixture_dags"), "refresh_interval": 0},
+        },
+    ]
+)
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__MLK8S__BACKEND"] = "local"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk.exceptions import AirflowException
-from mlk8s.disruption import OutcomeKind, PodOutcome, classify_pod_status
 
+from mlk8s.disruption import OutcomeKind, PodOutcome, classify_pod_status
 from mlk8s_airflow.backends.local import (
     LocalDisruption,
     LocalPodProcess,
@@ -80,6 +80,7 @@ class PodTaskOperator(KubernetesPodOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("on_finish_action", "delete_pod")
+        kwargs.setdefault("do_xcom_push", True)  # mlk8s pods report their result through the XCom file
         super().__init__(**kwargs)
         if max_disruptions < 0:
             raise ValueError(f"max_disruptions is {max_disruptions}: use 0 (never relaunch) or more.")

@@ -1,0 +1,78 @@
+"""PodTaskOperator end to end in real Airflow (``dag.test()`` on SQLite) with the local backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlk8s_airflow.config import ConfigError
+from mlk8s_airflow.operators.pod import PodTaskOperator
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+IMAGE = "ghcr.io/acme/mlk8s:0.1.0"
+
+
+def run_dag(dag_id: str) -> tuple[str, Any, int]:
+    """Run a fixture DAG through dag.test(); return its task's state, XCom and try number."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from tests.fixture_dags import pod_task_dags
+
+    dr = getattr(pod_task_dags, dag_id).test()
+    ti = next(t for t in dr.get_task_instances() if t.task_id == "pod")
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_id, run_id=dr.run_id, task_id="pod", key="return_value")
+            .one_or_none()
+        )
+        xcom = XComModel.deserialize_value(row) if row is not None else None
+    return str(ti.state), xcom, ti.try_number
+
+
+def test_success_returns_the_pods_xcom(airflow_db: object) -> None:
+    state, xcom, _ = run_dag("pod_ok")
+    assert state == "success"
+    assert xcom == {"answer": 42}
+
+
+def test_code_failure_fails_the_task(airflow_db: object) -> None:
+    state, _, _ = run_dag("pod_fail")
+    assert state == "failed"
+
+
+def test_a_disrupted_pod_is_relaunched_without_spending_a_retry(airflow_db: object) -> None:
+    state, xcom, try_number = run_dag("pod_evicted_once")
+    assert state == "success"
+    assert xcom == {"done": True}
+    assert try_number == 1
+
+
+def test_too_many_disruptions_fail_the_task(airflow_db: object) -> None:
+    state, _, _ = run_dag("pod_evicted_always")
+    assert state == "failed"
+
+
+def test_unknown_backend_is_refused_before_launch(airflow_db: object) -> None:
+    marker = Path("/tmp/mlk8s-bad-backend-launched")
+    marker.unlink(missing_ok=True)
+    state, _, _ = run_dag("pod_bad_backend")
+    assert state == "failed"
+    assert not marker.exists()
+
+
+def test_unknown_deployment_backend_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlk8s_airflow.config import resolve_backend
+
+    monkeypatch.setenv("AIRFLOW__MLK8S__BACKEND", "k8s")
+    with pytest.raises(ConfigError, match=r"\[mlk8s\] backend is 'k8s'.*'kubernetes', 'local'"):
+        resolve_backend()
+
+
+def test_negative_max_disruptions_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_disruptions is -1"):
+        PodTaskOperator(task_id="x", image=IMAGE, cmds=["true"], max_disruptions=-1)
