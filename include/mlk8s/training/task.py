@@ -1,0 +1,153 @@
+"""The plug-in point for a user's own model, data and training step (``--task package.module:ClassName``).
+
+A task owns everything that is about *what* is trained; the loop owns *how* it survives kills: data order,
+checkpoints, RNG, signals. Because the loop picks the batch indices (a permutation derived from seed and
+epoch), a task only has to turn indices into a batch, and exact mid-epoch resume comes for free.
+
+Minimal task::
+
+    class MyTask(TrainingTask):
+        def setup(self) -> None:
+            self.x, self.y = load_my_tensors(self.context.data)
+
+        def train_size(self) -> int:
+            return len(self.x)
+
+        def get_batch(self, indices):
+            return self.x[indices], self.y[indices]
+
+        def build_model(self):
+            return torch.nn.Linear(16, 2)
+
+        def training_step(self, model, batch):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(model(x), y)
+
+Raise :class:`TaskUsageError` from ``setup`` for bad input (missing data, wrong columns): the CLI reports it
+before training starts and exits with the usage code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+class TaskUsageError(ValueError):
+    """Bad input to a task; ``flag`` names the CLI flag to fix."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the CLI tells a task. ``options`` holds every ``--task-option KEY=VALUE``."""
+
+    data: str | None
+    seed: int
+    lr: float
+    batch_size: int
+    epochs: int
+    device: Any  # torch.device; typed loosely so this module imports without torch
+    options: dict[str, str] = field(default_factory=dict)
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+    def int_option(self, key: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise TaskUsageError("--task-option", f"{key}={raw!r} must be an integer, e.g. {key}={default}") from None
+        if value < minimum:
+            raise TaskUsageError("--task-option", f"{key}={value} must be at least {minimum}")
+        return value
+
+    def float_option(self, key: str, default: float) -> float:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise TaskUsageError("--task-option", f"{key}={raw!r} must be a number, e.g. {key}={default}") from None
+
+
+class TrainingTask:
+    """Base class for tasks. Override the methods marked required; the rest have sensible defaults."""
+
+    #: Option keys this task understands; others are rejected before training so typos do not pass silently.
+    options: tuple[str, ...] = ()
+
+    def __init__(self, context: TaskContext) -> None:
+        self.context = context
+        unknown = sorted(set(context.options) - set(self.options))
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise TaskUsageError("--task-option", f"unknown option(s) {', '.join(unknown)}; this task knows: {known}")
+
+    def setup(self) -> None:
+        """Load data (onto ``context.device`` if it fits). Must not consume the global RNGs' randomness."""
+
+    def train_size(self) -> int:
+        """Required: number of training examples."""
+        raise NotImplementedError
+
+    def get_batch(self, indices: torch.Tensor) -> Any:
+        """Required: the batch for these example indices (a CPU int64 tensor)."""
+        raise NotImplementedError
+
+    def build_model(self) -> torch.nn.Module:
+        """Required: a freshly initialised model (the loop seeds the RNGs first and moves it to the device)."""
+        raise NotImplementedError
+
+    def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """Required: the scalar loss for one batch; the loop runs backward, the optimizer and the scheduler."""
+        raise NotImplementedError
+
+    def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        import torch
+
+        return torch.optim.AdamW(model.parameters(), lr=self.context.lr)
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        """An LR scheduler stepped once per optimizer step, or None."""
+        return None
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Metrics for the final model (e.g. held-out accuracy); called in eval mode under no_grad."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Extra JSON-able facts to store beside the final model (class names, feature size...)."""
+        return {}
+
+
+def load_task_class(dotted: str) -> type[TrainingTask]:
+    """Import ``package.module:Class`` (or ``package.module.Class``); raises TaskUsageError naming --task."""
+    module_name, sep, attr = dotted.partition(":")
+    if not sep:
+        module_name, _, attr = dotted.rpartition(".")
+    if not module_name or not attr:
+        raise TaskUsageError("--task", f"{dotted!r} is not a dotted path; use package.module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TaskUsageError(
+            "--task", f"cannot import module {module_name!r} ({exc}); check the spelling and that it is installed"
+        ) from exc
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise TaskUsageError("--task", f"module {module_name!r} has no attribute {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, TrainingTask)):
+        raise TaskUsageError("--task", f"{dotted!r} is not a subclass of mlk8s.training.TrainingTask")
+    return obj
