@@ -1,0 +1,24 @@
+"""A stateful mock Kubernetes API server for tests, used through the real ``kubernetes`` client.
+
+Use the fixtures: in a ``conftest.py`` write ``from tests.k8s_api.fixtures import *  # noqa: F403`` (or import
+the names you need), then ask for ``k8s_server`` (a started :class:`MockKubeServer`), ``k8s_api_client``
+(a ``kubernetes.client.ApiClient`` pointed at it) or ``k8s_kubeconfig`` (a kubeconfig file path for
+``KubernetesHook(config_file=...)``). See docs/kubernetes.md for the control API.
+"""
+
+from __future__ import annotations
+
+from tests.k8s_api.kubelet import DEFAULT_NODES, XCOM_SIDECAR, Disruption, Node, PodScript
+from tests.k8s_api.server import ApiError, Fault, MockKubeServer, RecordedRequest
+
+__all__ = [
+    "DEFAULT_NODES",
+    "XCOM_SIDECAR",
+    "ApiError",
+    "Disruption",
+    "Fault",
+    "MockKubeServer",
+    "Node",
+    "PodScript",
+    "RecordedRequest",
+]

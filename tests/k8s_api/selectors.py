@@ -1,0 +1,109 @@
+"""Label and field selectors with the API server's syntax.
+
+Label selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``, ``a notin (x,y)``, comma-joined
+(all must hold). Field selectors: ``path=value``, ``path==value``, ``path!=value`` on dotted paths such as
+``metadata.name``, ``status.phase``, ``spec.nodeName`` or ``involvedObject.name``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class SelectorError(ValueError):
+    """A selector the API server would refuse (400)."""
+
+
+def _split_top_level(expr: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in expr:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+_SET = re.compile(r"^([^\s!=()]+)\s+(in|notin)\s+\(([^)]*)\)$")
+_EQ = re.compile(r"^([^\s!=()]+)\s*(==|=|!=)\s*([^\s!=()]*)$")
+_KEY = re.compile(r"^(!?)([^\s!=()]+)$")
+
+
+def parse_label_selector(expr: str | None) -> Callable[[Mapping[str, str]], bool]:
+    checks: list[Callable[[Mapping[str, str]], bool]] = []
+    for term in _split_top_level(expr or ""):
+        if m := _SET.match(term):
+            key, op, raw = m.group(1), m.group(2), m.group(3)
+            values = {v.strip() for v in raw.split(",") if v.strip()}
+            if op == "in":
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+            else:
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+        elif m := _EQ.match(term):
+            key, op, value = m.group(1), m.group(2), m.group(3)
+            if op == "!=":
+                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
+            else:
+                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+        elif m := _KEY.match(term):
+            negate, key = m.group(1) == "!", m.group(2)
+            checks.append(lambda labels, k=key, n=negate: (k in labels) != n)
+        else:
+            raise SelectorError(f"unable to parse requirement: {term!r}")
+    return lambda labels: all(check(labels) for check in checks)
+
+
+def _lookup(obj: Mapping[str, Any], path: str) -> str:
+    node: Any = obj
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return ""
+        node = node.get(part)
+    return "" if node is None else str(node)
+
+
+def parse_field_selector(expr: str | None) -> Predicate:
+    checks: list[Predicate] = []
+    for term in _split_top_level(expr or ""):
+        m = _EQ.match(term)
+        if not m:
+            raise SelectorError(f"invalid field selector: {term!r}")
+        path, op, value = m.group(1), m.group(2), m.group(3)
+        if op == "!=":
+            checks.append(lambda obj, p=path, v=value: _lookup(obj, p) != v)
+        else:
+            checks.append(lambda obj, p=path, v=value: _lookup(obj, p) == v)
+    return lambda obj: all(check(obj) for check in checks)
+
+
+def match_label_selector_object(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A ``metav1.LabelSelector`` object (``matchLabels`` + ``matchExpressions``), as PDBs carry.
+
+    An empty selector matches everything, as it does for a policy/v1 PodDisruptionBudget.
+    """
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], set(expr.get("values") or [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

@@ -1,0 +1,1454 @@
+"""A stateful mock Kubernetes API server, spoken to over real HTTP by the real ``kubernetes`` client.
+
+Why a server and not a mocked client: the operators go through ``KubernetesHook``, KPO's ``PodManager`` and
+``CustomObjectsApi``, which serialise, pick content types, retry and deserialise. Only a server that speaks the
+wire protocol tests all of that. It keeps real state (uid, creationTimestamp, resourceVersion bumped on every
+write, generation bumped on spec changes), validates every write against the official schemas (422 naming the
+field), and answers 404 / 409 AlreadyExists / 409 Conflict (stale resourceVersion) like the real one.
+
+Served: pods (+ status, log with follow/timestamps, exec for KPO's XCom sidecar, eviction honouring PDBs),
+events, secrets, configmaps, services, serviceaccounts, namespaces, nodes (read-only), policy/v1
+PodDisruptionBudgets (status computed from the pods), rbac/v1 Roles and RoleBindings, and KubeRay's
+ray.io/v1 RayCluster and RayJob from their CRDs. List supports labelSelector, fieldSelector and watch.
+
+Not served (a request answers 404 or 415): server-side apply, deleteCollection, pagination (limit/continue),
+finalizers, admission webhooks, CEL validation rules of CRDs, authorization (any bearer token configured is
+checked, but RBAC rules are not evaluated).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import math
+import re
+import secrets
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from tests.k8s_api import kubelet
+from tests.k8s_api.kubelet import DEFAULT_NODES, Disruption, Node, PodScript, as_disruption
+from tests.k8s_api.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
+from tests.k8s_api.schemas import CustomResource, ObjectInvalid, kuberay_resources, validate_object
+from tests.k8s_api.selectors import (
+    SelectorError,
+    match_label_selector_object,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    has_status: bool = False
+    custom: CustomResource | None = None
+    writable: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+def _builtin_types() -> list[ResourceType]:
+    return [
+        ResourceType("", "v1", "pods", "Pod", has_status=True),
+        ResourceType("", "v1", "events", "Event"),
+        ResourceType("", "v1", "secrets", "Secret"),
+        ResourceType("", "v1", "configmaps", "ConfigMap"),
+        ResourceType("", "v1", "services", "Service", has_status=True),
+        ResourceType("", "v1", "serviceaccounts", "ServiceAccount"),
+        ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, has_status=True),
+        ResourceType("", "v1", "nodes", "Node", namespaced=False, has_status=True, writable=False),
+        ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", has_status=True),
+        ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+        ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    ]
+
+
+class ApiError(Exception):
+    """An error the server answers with a ``Status`` body."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: Obj | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+        self.headers = dict(headers or {})
+
+    def status(self) -> Obj:
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def not_found(rt: ResourceType, name: str) -> ApiError:
+    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+    return ApiError(
+        404, "NotFound", f'{resource} "{name}" not found', {"name": name, "group": rt.group, "kind": rt.plural}
+    )
+
+
+def conflict(rt: ResourceType, name: str) -> ApiError:
+    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
+        "please apply your changes to the latest version and try again",
+        {"name": name, "group": rt.group, "kind": rt.plural},
+    )
+
+
+def invalid(exc: ObjectInvalid, group: str) -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        str(exc),
+        {
+            "name": exc.name,
+            "group": group,
+            "kind": exc.kind,
+            "causes": [{"reason": e.reason, "message": e.message, "field": e.field} for e in exc.errors],
+        },
+    )
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` matching requests with ``code`` instead of serving them."""
+
+    code: int
+    method: str | None
+    path: re.Pattern[str] | None
+    times: int
+    reason: str
+    message: str
+    retry_after: int | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.hits < self.times
+            and (self.method is None or self.method == method)
+            and (self.path is None or self.path.search(path) is not None)
+        )
+
+
+_FAULT_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str | None
+    body: Any
+    status: int
+
+
+@dataclass
+class _PodRuntime:
+    """What the kubelet keeps about a pod beside its API object: logs and the script being played."""
+
+    script: PodScript | None = None
+    logs: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class MockKubeServer:
+    """The mock API server. Start it with :meth:`start` (or the ``k8s_server`` fixture); stop with :meth:`stop`.
+
+    Test-side control (plain Python methods, thread-safe): :meth:`script_pod` scripts the next pod that
+    matches; :meth:`disrupt_pod`, :meth:`emit_log`, :meth:`finish_pod` drive a pod by hand;
+    :meth:`inject_fault` makes the next N matching requests fail; :meth:`get`, :meth:`objects`, :meth:`put_object`
+    read and seed state behind the API; :attr:`requests` records every request served.
+    """
+
+    def __init__(
+        self,
+        *,
+        namespaces: Sequence[str] = ("default", "kube-system", "mlk8s"),
+        nodes: Sequence[Node] = DEFAULT_NODES,
+        token: str | None = None,
+        step_s: float = 0.05,
+        with_kuberay: bool = True,
+    ) -> None:
+        self.token = token
+        #: Pause between the steps the kubelet plays (scheduled, started, each log line, exit).
+        self.step_s = step_s
+        self.nodes = list(nodes)
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        for rt in _builtin_types():
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+        if with_kuberay:
+            for cr in kuberay_resources():
+                rt = ResourceType(cr.group, cr.version, cr.plural, cr.kind, cr.namespaced, cr.has_status, cr)
+                self._types[(rt.group, rt.version, rt.plural)] = rt
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._objects: dict[tuple[str, str, str, str], Obj] = {}
+        self._rv = 100
+        self._history: list[tuple[int, str, str, str, Obj]] = []  # rv, event type, group, plural, object
+        self._runtimes: dict[str, _PodRuntime] = {}  # by pod uid
+        self._scripts: list[tuple[str | dict[str, str], PodScript]] = []
+        self._faults: list[Fault] = []
+        self.requests: list[RecordedRequest] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        for ns in namespaces:
+            self.put_object(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}
+            )
+        for node in self.nodes:
+            self.put_object(node.to_dict())
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> MockKubeServer:
+        handler = type("Handler", (_Handler,), {"api": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mock-kube-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._changed:
+            for rt in self._runtimes.values():
+                rt.stop.set()
+            self._changed.notify_all()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    def __enter__(self) -> MockKubeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("server not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def api_client(self) -> Any:
+        """A real ``kubernetes.client.ApiClient`` pointed at this server."""
+        from kubernetes import client
+
+        cfg = client.Configuration()
+        cfg.host = self.url
+        if self.token:
+            cfg.api_key = {"authorization": self.token}
+            cfg.api_key_prefix = {"authorization": "Bearer"}
+        return client.ApiClient(cfg)
+
+    def kubeconfig(self, namespace: str = "mlk8s") -> Obj:
+        """A kubeconfig dict pointing at this server (for ``KubernetesHook``'s ``config_dict`` or a file)."""
+        user: Obj = {"token": self.token} if self.token else {}
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "mock", "cluster": {"server": self.url}}],
+            "users": [{"name": "mock", "user": user}],
+            "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock", "namespace": namespace}}],
+            "current-context": "mock",
+        }
+
+    def write_kubeconfig(self, path: Path, namespace: str = "mlk8s") -> Path:
+        path.write_text(yaml.safe_dump(self.kubeconfig(namespace)))
+        return path
+
+    # --- state access for tests ---------------------------------------------------------------------------
+
+    def resource_type(self, plural: str, group: str = "", version: str | None = None) -> ResourceType:
+        for (g, v, p), rt in self._types.items():
+            if p == plural and g == group and (version is None or v == version):
+                return rt
+        raise KeyError(f"resource {plural!r} of group {group!r} is not served")
+
+    def get(self, plural: str, name: str, namespace: str | None = None, group: str = "") -> Obj | None:
+        with self._lock:
+            obj = self._objects.get((group, plural, namespace or "", name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self, plural: str, namespace: str | None = None, group: str = "") -> list[Obj]:
+        with self._lock:
+            return [
+                copy.deepcopy(o)
+                for (g, p, ns, _), o in sorted(
+                    self._objects.items(), key=lambda kv: kv[1]["metadata"]["resourceVersion"]
+                )
+                if g == group and p == plural and (namespace is None or ns == namespace)
+            ]
+
+    def put_object(self, obj: Obj) -> Obj:
+        """Store an object as the cluster would have it, unvalidated (seed nodes, status, foreign objects)."""
+        group = obj["apiVersion"].rpartition("/")[0]
+        rt = next(r for r in self._types.values() if r.group == group and r.kind == obj["kind"])
+        with self._changed:
+            stored = self._stamp(copy.deepcopy(obj), None)
+            self._write(rt, stored, "ADDED")
+            return copy.deepcopy(stored)
+
+    def log_lines(self, namespace: str, name: str, container: str | None = None) -> list[str]:
+        with self._lock:
+            pod = self._objects.get(("", "pods", namespace, name))
+            if pod is None:
+                raise KeyError(f"no pod {namespace}/{name}")
+            runtime = self._runtimes[pod["metadata"]["uid"]]
+            return [line for _, line in runtime.logs.get(kubelet.main_container(pod, container), [])]
+
+    # --- faults ---------------------------------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        code: int,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        message: str | None = None,
+        retry_after: int | None = None,
+    ) -> Fault:
+        """Answer the next ``times`` requests matching ``method`` and the regex ``path`` with ``code``."""
+        fault = Fault(
+            code=code,
+            method=method.upper() if method else None,
+            path=re.compile(path) if path else None,
+            times=times,
+            reason=_FAULT_REASONS.get(code, "InternalError"),
+            message=message or f"injected fault {code}",
+            retry_after=retry_after if retry_after is not None else (1 if code == 429 else None),
+        )
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    # --- pod scripting ------------------------------------------------------------------------------------
+
+    def script_pod(
+        self,
+        match: str | dict[str, str],
+        script: PodScript | None = None,
+        *,
+        logs: Sequence[str] = (),
+        exit_code: int = 0,
+        disruption: Disruption | str | None = None,
+        **kwargs: Any,
+    ) -> PodScript:
+        """Queue the life of the next created pod whose name starts with ``match`` (or whose labels include it).
+
+        Scripts for the same match are used in order, one per pod: script a preemption then a success to test
+        a relaunch. A pod no script matches stays Pending, unscheduled, like a cluster with no room.
+        """
+        if script is None:
+            script = PodScript(logs=list(logs), exit_code=exit_code, disruption=as_disruption(disruption), **kwargs)
+        with self._lock:
+            self._scripts.append((match, script))
+        return script
+
+    def _claim_script(self, pod: Obj) -> PodScript | None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        for i, (match, script) in enumerate(self._scripts):
+            if isinstance(match, str):
+                hit = meta["name"].startswith(match)
+            else:
+                hit = all(labels.get(k) == v for k, v in match.items())
+            if hit:
+                self._scripts.pop(i)
+                script.played_on = meta["name"]
+                return script
+        return None
+
+    def _update_pod(self, namespace: str, name: str, uid: str, mutate: Any) -> Obj | None:
+        """Apply a kubelet-side change to the pod's status; ``None`` when the pod is gone or replaced."""
+        with self._changed:
+            pod = self._objects.get(("", "pods", namespace, name))
+            if pod is None or pod["metadata"]["uid"] != uid:
+                return None
+            new = copy.deepcopy(pod)
+            mutate(new)
+            self._write(self._types[("", "v1", "pods")], new, "MODIFIED")
+            return new
+
+    def _record_event(
+        self, pod: Obj, reason: str, message: str, kind: str = "Normal", component: str = "kubelet"
+    ) -> None:
+        with self._changed:
+            ev = self._stamp(kubelet.event(pod, reason, message, kind, component), None)
+            self._write(self._types[("", "v1", "events")], ev, "ADDED")
+
+    def emit_log(self, namespace: str, name: str, line: str, container: str | None = None) -> None:
+        with self._changed:
+            pod = self._objects[("", "pods", namespace, name)]
+            runtime = self._runtimes[pod["metadata"]["uid"]]
+            runtime.logs.setdefault(kubelet.main_container(pod, container), []).append((time.time(), line))
+            self._changed.notify_all()
+
+    def finish_pod(
+        self,
+        namespace: str,
+        name: str,
+        exit_code: int = 0,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        container: str | None = None,
+    ) -> Obj | None:
+        """Let the main container exit; the pod settles as the kubelet would (XCom sidecar keeps running)."""
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        target = kubelet.main_container(pod, container)
+
+        def mutate(p: Obj) -> None:
+            kubelet.terminate_container(p, target, exit_code, reason, message)
+            kubelet.settle_phase(p)
+
+        updated = self._update_pod(namespace, name, pod["metadata"]["uid"], mutate)
+        if updated is not None and updated["status"]["phase"] in ("Succeeded", "Failed"):
+            self._runtimes[pod["metadata"]["uid"]].stop.set()
+        return updated
+
+    def disrupt_pod(self, namespace: str, name: str, disruption: Disruption | str = "preempted") -> Obj | None:
+        """Take a pod away now: DisruptionTarget condition, containers killed, maybe the object deleted."""
+        how = as_disruption(disruption)
+        assert how is not None
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            raise KeyError(f"no pod {namespace}/{name}")
+        uid = pod["metadata"]["uid"]
+        runtime = self._runtimes.get(uid)
+        if runtime is not None:
+            runtime.stop.set()
+        event_reason = {"PreemptionByScheduler": "Preempted", "TerminationByKubelet": "Evicted"}.get(
+            how.condition_reason or "", "Killing"
+        )
+        self._record_event(pod, event_reason, how.message, "Warning" if event_reason == "Evicted" else "Normal")
+        updated = self._update_pod(namespace, name, uid, lambda p: kubelet.disrupt(p, how))
+        if how.vanish and updated is not None:
+            self._delete_object(self._types[("", "v1", "pods")], namespace, name)
+        return updated
+
+    def _play(self, namespace: str, name: str, uid: str, script: PodScript, runtime: _PodRuntime) -> None:
+        def wait(seconds: float) -> bool:
+            return not runtime.stop.wait(seconds) and not self._stopped.is_set()
+
+        if not wait(script.pending_s + self.step_s):
+            return
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            return
+        node, why = kubelet.schedule(pod["spec"], self.nodes)
+        if script.unschedulable or node is None:
+            why = why or f"0/{len(self.nodes)} nodes are available: scripted as unschedulable."
+            self._update_pod(namespace, name, uid, lambda p: kubelet.unschedulable(p["status"], why))
+            self._record_event(pod, "FailedScheduling", why, "Warning", "default-scheduler")
+            return
+
+        def bind(p: Obj) -> None:
+            p["spec"]["nodeName"] = node.name
+            kubelet.scheduled(p, node.name)
+
+        self._update_pod(namespace, name, uid, bind)
+        self._record_event(
+            pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {node.name}", component="default-scheduler"
+        )
+        if not wait(self.step_s):
+            return
+        for c in pod["spec"]["containers"]:
+            self._record_event(pod, "Pulled", f'Container image "{c["image"]}" already present on machine')
+            self._record_event(pod, "Created", f"Created container: {c['name']}")
+            self._record_event(pod, "Started", f"Started container {c['name']}")
+        if self._update_pod(namespace, name, uid, kubelet.started) is None:
+            return
+        for line in script.logs:
+            if not wait(script.line_interval_s):
+                return
+            try:
+                self.emit_log(namespace, name, line, script.container)
+            except KeyError:
+                return
+        if not wait(self.step_s):
+            return
+        if script.disruption is not None:
+            self.disrupt_pod(namespace, name, script.disruption)
+        else:
+            self.finish_pod(
+                namespace,
+                name,
+                script.exit_code,
+                reason=script.termination_reason,
+                message=script.termination_message,
+                container=script.container,
+            )
+
+    # --- storage ------------------------------------------------------------------------------------------
+
+    def _stamp(self, obj: Obj, old: Obj | None) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        if old is None:
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = kubelet.rfc3339(kubelet.now())
+            meta.setdefault("generation", 1)
+        else:
+            for key in ("uid", "creationTimestamp", "generation"):
+                if key in old["metadata"]:
+                    meta[key] = old["metadata"][key]
+                else:
+                    meta.pop(key, None)
+            if old.get("spec") != obj.get("spec") and "generation" in meta:
+                meta["generation"] += 1
+        self._rv += 1
+        meta["resourceVersion"] = str(self._rv)
+        return obj
+
+    def _write(self, rt: ResourceType, obj: Obj, event: str) -> None:
+        key = (
+            rt.group,
+            rt.plural,
+            obj["metadata"].get("namespace", "") if rt.namespaced else "",
+            obj["metadata"]["name"],
+        )
+        self._objects[key] = obj
+        self._history.append((self._rv, event, rt.group, rt.plural, copy.deepcopy(obj)))
+        self._changed.notify_all()
+
+    def _delete_object(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        with self._changed:
+            key = (rt.group, rt.plural, namespace if rt.namespaced else "", name)
+            obj = self._objects.pop(key, None)
+            if obj is None:
+                raise not_found(rt, name)
+            self._rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            obj["metadata"]["deletionTimestamp"] = kubelet.rfc3339(kubelet.now())
+            self._history.append((self._rv, "DELETED", rt.group, rt.plural, copy.deepcopy(obj)))
+            runtime = self._runtimes.get(obj["metadata"]["uid"])
+            if runtime is not None:
+                runtime.stop.set()
+            self._changed.notify_all()
+            return obj
+
+    # --- request handling (called by the HTTP handler) --------------------------------------------------------
+
+    def _resolve(self, path: str) -> tuple[ResourceType, str | None, str | None, str | None]:
+        """Map a URL path to (type, namespace, name, subresource); 404 for paths not served."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 3:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        rt = self._types.get((group, version, rest[0]))
+        if rt is None or (namespace is not None and not rt.namespaced):
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if namespace is not None and ("", "namespaces", "", namespace) not in self._objects:
+            if not (rt.plural == "events"):
+                raise ApiError(
+                    404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+                )
+        return rt, namespace, name, sub
+
+    def _prepare(self, rt: ResourceType, body: Any, namespace: str | None, name: str | None) -> Obj:
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the request body must be a JSON object")
+        obj = copy.deepcopy(body)
+        obj.setdefault("apiVersion", rt.api_version)
+        obj.setdefault("kind", rt.kind)
+        if obj["apiVersion"] != rt.api_version or obj["kind"] != rt.kind:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({obj['apiVersion']}) does not match the expected API version "
+                f"({rt.api_version}) or kind {obj['kind']} is not {rt.kind}",
+            )
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise ApiError(400, "BadRequest", "metadata must be an object")
+        if rt.namespaced:
+            if meta.get("namespace") not in (None, namespace):
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            meta["namespace"] = namespace
+        if name is not None and meta.get("name") not in (None, name):
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        if name is not None:
+            meta["name"] = name
+        return obj
+
+    def _validate(self, rt: ResourceType, obj: Obj) -> None:
+        try:
+            validate_object(obj, rt.custom)
+        except ObjectInvalid as exc:
+            raise invalid(exc, rt.group) from exc
+
+    def create(self, rt: ResourceType, namespace: str | None, body: Any, sub: str | None, name: str | None) -> Obj:
+        if sub == "eviction" and rt.plural == "pods" and name:
+            return self._evict(namespace or "", name, body)
+        if name is not None or sub is not None or not rt.writable:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        obj = self._prepare(rt, body, namespace, None)
+        meta = obj["metadata"]
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        meta.pop("resourceVersion", None)
+        if rt.plural == "pods":
+            _default_pod(obj)
+        if rt.has_status and rt.plural != "namespaces":
+            obj.pop("status", None)
+        self._validate(rt, obj)
+        with self._changed:
+            key = (rt.group, rt.plural, namespace or "", meta["name"])
+            if key in self._objects:
+                resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{resource} "{meta["name"]}" already exists',
+                    {"name": meta["name"], "group": rt.group, "kind": rt.plural},
+                )
+            if rt.plural == "pods":
+                obj["status"] = kubelet.pending_status(obj)
+            elif rt.plural == "poddisruptionbudgets":
+                obj["status"] = {}
+            stored = self._stamp(obj, None)
+            self._write(rt, stored, "ADDED")
+            if rt.plural == "pods":
+                self._start_kubelet(stored)
+            return copy.deepcopy(stored)
+
+    def _start_kubelet(self, pod: Obj) -> None:
+        script = self._claim_script(pod)
+        runtime = _PodRuntime(script=script)
+        meta = pod["metadata"]
+        self._runtimes[meta["uid"]] = runtime
+        if script is not None:
+            threading.Thread(
+                target=self._play,
+                args=(meta["namespace"], meta["name"], meta["uid"], script, runtime),
+                name=f"kubelet-{meta['name']}",
+                daemon=True,
+            ).start()
+
+    def read(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        with self._lock:
+            obj = self._objects.get((rt.group, rt.plural, namespace or "", name))
+            if obj is None:
+                raise not_found(rt, name)
+            obj = copy.deepcopy(obj)
+        if rt.plural == "poddisruptionbudgets":
+            obj["status"] = self._pdb_status(obj)
+        return obj
+
+    def list_objects(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Obj:
+        try:
+            labels = parse_label_selector(query.get("labelSelector"))
+            fields = parse_field_selector(query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from exc
+        with self._lock:
+            items = [
+                copy.deepcopy(o)
+                for (g, p, ns, _), o in self._objects.items()
+                if g == rt.group
+                and p == rt.plural
+                and (namespace is None or ns == namespace)
+                and labels(o["metadata"].get("labels") or {})
+                and fields(o)
+            ]
+            rv = str(self._rv)
+        items.sort(key=lambda o: int(o["metadata"]["resourceVersion"]))
+        for item in items:
+            if rt.plural == "poddisruptionbudgets":
+                item["status"] = self._pdb_status(item)
+            if rt.custom is None:
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+        return {
+            "apiVersion": rt.api_version,
+            "kind": f"{rt.kind}List",
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }
+
+    def replace(self, rt: ResourceType, namespace: str | None, name: str, body: Any, sub: str | None) -> Obj:
+        if not rt.writable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} are read-only in the mock server")
+        obj = self._prepare(rt, body, namespace, name)
+        with self._changed:
+            current = self._objects.get((rt.group, rt.plural, namespace or "", name))
+            if current is None:
+                raise not_found(rt, name)
+            return self._update(rt, current, obj, sub)
+
+    def _update(self, rt: ResourceType, current: Obj, obj: Obj, sub: str | None) -> Obj:
+        name = current["metadata"]["name"]
+        wanted_rv = obj["metadata"].get("resourceVersion")
+        if wanted_rv not in (None, "") and wanted_rv != current["metadata"]["resourceVersion"]:
+            raise conflict(rt, name)
+        if sub == "status":
+            if not rt.has_status:
+                raise ApiError(404, "NotFound", f"{rt.plural} have no status subresource")
+            new = copy.deepcopy(current)
+            new["status"] = obj.get("status")
+            if new["status"] is None:
+                new.pop("status")
+        elif sub is None:
+            new = obj
+            if rt.has_status:
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+                else:
+                    new.pop("status", None)
+            if rt.plural == "pods":
+                _check_pod_update(current, new)
+        else:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
+        self._validate(rt, new)
+        comparable_new = {k: v for k, v in new.items() if k != "metadata"}
+        comparable_old = {k: v for k, v in current.items() if k != "metadata"}
+        meta_new = {
+            k: v
+            for k, v in new["metadata"].items()
+            if k not in ("resourceVersion", "generation", "uid", "creationTimestamp")
+        }
+        meta_old = {
+            k: v
+            for k, v in current["metadata"].items()
+            if k not in ("resourceVersion", "generation", "uid", "creationTimestamp")
+        }
+        if comparable_new == comparable_old and meta_new == meta_old:
+            return copy.deepcopy(current)  # a no-op write does not bump resourceVersion, as in the real server
+        stored = self._stamp(new, current)
+        self._write(rt, stored, "MODIFIED")
+        return copy.deepcopy(stored)
+
+    def patch(
+        self, rt: ResourceType, namespace: str | None, name: str, body: Any, content_type: str, sub: str | None
+    ) -> Obj:
+        if not rt.writable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} are read-only in the mock server")
+        with self._changed:
+            current = self._objects.get((rt.group, rt.plural, namespace or "", name))
+            if current is None:
+                raise not_found(rt, name)
+            try:
+                if content_type == "application/merge-patch+json":
+                    patched = merge_patch(current, body)
+                elif content_type == "application/json-patch+json":
+                    patched = json_patch(current, body)
+                elif content_type == "application/strategic-merge-patch+json" and rt.custom is None:
+                    patched = strategic_merge_patch(current, body)
+                else:
+                    accepted = "application/json-patch+json, application/merge-patch+json"
+                    if rt.custom is None:
+                        accepted += ", application/strategic-merge-patch+json"
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - accepted media types include: {accepted}"
+                        " (server-side apply is not supported by the mock server)",
+                    )
+            except PatchError as exc:
+                code = 422 if "test operation failed" in str(exc) else 400
+                raise ApiError(code, "Invalid" if code == 422 else "BadRequest", str(exc)) from exc
+            if not isinstance(patched, dict):
+                raise ApiError(400, "BadRequest", "the patch did not produce an object")
+            patched = self._prepare(rt, patched, namespace, name)
+            return self._update(rt, current, patched, sub)
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, body: Any) -> Obj:
+        if not rt.writable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} are read-only in the mock server")
+        with self._changed:
+            current = self._objects.get((rt.group, rt.plural, namespace or "", name))
+            if current is None:
+                raise not_found(rt, name)
+            pre = (body or {}).get("preconditions") or {} if isinstance(body, dict) else {}
+            if pre.get("resourceVersion") and pre["resourceVersion"] != current["metadata"]["resourceVersion"]:
+                raise conflict(rt, name)
+            if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
+                raise conflict(rt, name)
+            if rt.plural == "pods" and current["status"].get("phase") == "Running":
+                self._record_event(current, "Killing", f"Stopping container {kubelet.main_container(current)}")
+            deleted = self._delete_object(rt, namespace or "", name)
+        if rt.plural == "pods":
+            return deleted
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": deleted["metadata"]["uid"]},
+        }
+
+    # --- PodDisruptionBudgets and the Eviction API -------------------------------------------------------------
+
+    def _pdb_status(self, pdb: Obj) -> Obj:
+        """What the disruption controller would report, from the pods the PDB selects right now."""
+        spec = pdb.get("spec") or {}
+        pods = [
+            p
+            for p in self.objects("pods", pdb["metadata"]["namespace"])
+            if match_label_selector_object(spec.get("selector"), p["metadata"].get("labels") or {})
+            and p["status"].get("phase") not in ("Succeeded", "Failed")
+        ]
+        healthy = sum(
+            1
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+        )
+        expected = len(pods)
+        bare = any(not any(ref.get("controller") for ref in p["metadata"].get("ownerReferences") or []) for p in pods)
+
+        def scaled(value: Any) -> int:
+            if isinstance(value, str) and value.endswith("%"):
+                return math.ceil(expected * int(value[:-1]) / 100)
+            return int(value)
+
+        computable = True
+        if "minAvailable" in spec:
+            min_available = spec["minAvailable"]
+            if isinstance(min_available, str) and bare:
+                computable = False
+            desired = scaled(min_available)
+        else:
+            max_unavailable = spec.get("maxUnavailable", 0)
+            # The real disruption controller needs a controller with a scale to count expected pods for
+            # maxUnavailable and percentages; bare pods (an operator's training pod) make the PDB block all.
+            computable = not bare
+            desired = max(0, expected - scaled(max_unavailable))
+        allowed = max(0, healthy - desired) if computable else 0
+        return {
+            "observedGeneration": pdb["metadata"].get("generation", 1),
+            "currentHealthy": healthy,
+            "desiredHealthy": desired,
+            "expectedPods": expected,
+            "disruptionsAllowed": allowed,
+            "conditions": [
+                {
+                    "type": "DisruptionAllowed",
+                    "status": "True" if allowed > 0 else "False",
+                    "reason": "SufficientPods" if allowed > 0 else ("InsufficientPods" if computable else "SyncFailed"),
+                    "message": "" if computable else "found no controllers for pod",
+                    "lastTransitionTime": kubelet.rfc3339(kubelet.now()),
+                    "observedGeneration": pdb["metadata"].get("generation", 1),
+                }
+            ],
+        }
+
+    def _evict(self, namespace: str, name: str, body: Any) -> Obj:
+        pods_rt = self._types[("", "v1", "pods")]
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            raise not_found(pods_rt, name)
+        labels = pod["metadata"].get("labels") or {}
+        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
+            for pdb in self.objects("poddisruptionbudgets", namespace, group="policy"):
+                if not match_label_selector_object((pdb.get("spec") or {}).get("selector"), labels):
+                    continue
+                status = self._pdb_status(pdb)
+                if status["disruptionsAllowed"] < 1:
+                    raise ApiError(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                        {
+                            "causes": [
+                                {
+                                    "reason": "DisruptionBudget",
+                                    "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                                    f"{status['desiredHealthy']} healthy pods and has {status['currentHealthy']} "
+                                    "currently",
+                                }
+                            ]
+                        },
+                    )
+        self.disrupt_pod(namespace, name, Disruption.evicted_by_api())
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    # --- streams: logs and watches ------------------------------------------------------------------------
+
+    def log_stream(self, namespace: str, name: str, query: Mapping[str, str]) -> tuple[Iterator[bytes] | bytes, bool]:
+        """The log body (bytes) or, with ``follow``, an iterator of chunks ending when the container ends."""
+        rt = self._types[("", "v1", "pods")]
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            raise not_found(rt, name)
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        container = query.get("container")
+        if container is None:
+            if len(names) > 1:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
+                )
+            container = names[0]
+        if container not in names:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        state = next(
+            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
+        )
+        if state is None or "waiting" in state:
+            reason = ((state or {}).get("waiting") or {}).get("reason", "ContainerCreating")
+            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        timestamps = flag(query, "timestamps")
+        since = time.time() - float(query["sinceSeconds"]) if "sinceSeconds" in query else None
+        tail = int(query["tailLines"]) if "tailLines" in query else None
+        uid = pod["metadata"]["uid"]
+        runtime = self._runtimes[uid]
+
+        def render(entries: list[tuple[float, str]]) -> bytes:
+            out = []
+            for t, line in entries:
+                if since is not None and t < since:
+                    continue
+                prefix = (
+                    kubelet.rfc3339_nano(kubelet.dt.datetime.fromtimestamp(t, kubelet.dt.UTC)) + " "
+                    if timestamps
+                    else ""
+                )
+                out.append(f"{prefix}{line}\n")
+            return "".join(out).encode()
+
+        def running() -> bool:
+            current = self._objects.get(("", "pods", namespace, name))
+            if current is None or current["metadata"]["uid"] != uid:
+                return False
+            for cs in current["status"].get("containerStatuses") or []:
+                if cs["name"] == container:
+                    return "terminated" not in cs["state"]
+            return False
+
+        with self._lock:
+            entries = list(runtime.logs.get(container, []))
+        if tail is not None:
+            entries = entries[-tail:] if tail else []
+        if not flag(query, "follow"):
+            return render(entries), False
+
+        def follow() -> Iterator[bytes]:
+            sent = len(runtime.logs.get(container, [])) if tail is not None else 0
+            if tail is not None:
+                yield render(entries)
+            while True:
+                with self._changed:
+                    while len(runtime.logs.get(container, [])) <= sent and running() and not self._stopped.is_set():
+                        self._changed.wait(0.5)
+                    batch = list(runtime.logs.get(container, []))[sent:]
+                    sent += len(batch)
+                    alive = running() and not self._stopped.is_set()
+                if batch:
+                    yield render(batch)
+                if not alive:
+                    return
+
+        return follow(), True
+
+    def watch_stream(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Iterator[bytes]:
+        try:
+            labels = parse_label_selector(query.get("labelSelector"))
+            fields = parse_field_selector(query.get("fieldSelector"))
+        except SelectorError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from exc
+        deadline = time.time() + float(query.get("timeoutSeconds", 60))
+        with self._lock:
+            start_rv = int(query["resourceVersion"]) if query.get("resourceVersion") else self._rv
+            initial: list[Obj] = []
+            if not query.get("resourceVersion"):
+                # No resourceVersion: the watch starts with synthetic ADDED events for what exists.
+                initial = self.list_objects(rt, namespace, query)["items"]
+        for obj in initial:
+            obj.setdefault("apiVersion", rt.api_version)
+            obj.setdefault("kind", rt.kind)
+            yield (json.dumps({"type": "ADDED", "object": obj}) + "\n").encode()
+        index = next((i for i, h in enumerate(self._history) if h[0] > start_rv), len(self._history))
+
+        def wanted(h: tuple[int, str, str, str, Obj]) -> bool:
+            _, _, group, plural, obj = h
+            meta = obj["metadata"]
+            return (
+                group == rt.group
+                and plural == rt.plural
+                and (namespace is None or meta.get("namespace") == namespace)
+                and labels(meta.get("labels") or {})
+                and fields(obj)
+            )
+
+        while time.time() < deadline and not self._stopped.is_set():
+            with self._changed:
+                if index >= len(self._history):
+                    self._changed.wait(min(0.5, max(0.0, deadline - time.time())))
+                batch = self._history[index:]
+                index += len(batch)
+            for h in batch:
+                if wanted(h):
+                    yield (json.dumps({"type": h[1], "object": h[4]}) + "\n").encode()
+
+    # --- exec (KPO's XCom sidecar) ------------------------------------------------------------------------
+
+    def exec_command(
+        self, namespace: str, name: str, container: str, command: list[str], stdin: str | None
+    ) -> tuple[str, str, int]:
+        """Run the two shell commands KPO sends to its XCom sidecar; anything else fails like ``sh`` would."""
+        pod = self.get("pods", name, namespace)
+        if pod is None:
+            raise not_found(self._types[("", "v1", "pods")], name)
+        state = next(
+            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
+        )
+        if state is None or "running" not in state:
+            raise ApiError(400, "BadRequest", f"container {container} is not running in pod {name}")
+        script = (self._runtimes.get(pod["metadata"]["uid"]) or _PodRuntime()).script
+        text = " ".join(command[2:]) if command[:2] == ["/bin/sh", "-c"] else (stdin or "")
+        if "return.json" in text and "cat" in text:
+            if script is not None and script.has_xcom:
+                return json.dumps(script.xcom) + "\n", "", 0
+            return "__airflow_xcom_result_empty__\n", "", 0
+        if text.strip().startswith("kill -2") or "/proc/[0-9]*/comm" in text:
+
+            def stop_sidecar(p: Obj) -> None:
+                kubelet.terminate_container(p, container, 0)
+                kubelet.settle_phase(p)
+
+            self._update_pod(namespace, name, pod["metadata"]["uid"], stop_sidecar)
+            return "", "", 0
+        return "", f"sh: mock server cannot run {text!r}\n", 127
+
+
+def flag(query: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter as Go's strconv.ParseBool reads it (the Python client sends ``True``)."""
+    return query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
+
+
+# --- pod defaults and update rules ----------------------------------------------------------------------------
+
+
+def _default_pod(pod: Obj) -> None:
+    """The defaults the API server fills in on create, so reads look like a real cluster's."""
+    spec = pod.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("serviceAccountName", "default")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("priority", 0)
+    for group in ("initContainers", "containers"):
+        for c in spec.get(group) or []:
+            if not isinstance(c, dict):
+                continue
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            image = str(c.get("image", ""))
+            tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+            c.setdefault("imagePullPolicy", "Always" if tag in ("", "latest") else "IfNotPresent")
+            c.setdefault("resources", {})
+
+
+_MUTABLE_POD_FIELDS = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
+
+
+def _check_pod_update(current: Obj, new: Obj) -> None:
+    def frozen(spec: Any) -> Any:
+        spec = copy.deepcopy(spec or {})
+        for key in _MUTABLE_POD_FIELDS:
+            spec.pop(key, None)
+        for group in ("initContainers", "containers"):
+            for c in spec.get(group) or []:
+                c.pop("image", None)
+        return spec
+
+    if frozen(current.get("spec")) != frozen(new.get("spec")):
+        raise ApiError(
+            422,
+            "Invalid",
+            f'Pod "{current["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may not change fields '
+            "other than `spec.containers[*].image`, `spec.initContainers[*].image`, "
+            "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), "
+            "`spec.terminationGracePeriodSeconds`",
+            {
+                "name": current["metadata"]["name"],
+                "kind": "Pod",
+                "causes": [{"reason": "FieldValueForbidden", "field": "spec"}],
+            },
+        )
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: MockKubeServer
+    protocol_version = "HTTP/1.1"
+    server_version = "mock-kube-apiserver"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the test output stays readable; MockKubeServer.requests records everything
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # --- plumbing ---
+
+    def _read_body(self) -> tuple[Any, bytes]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None, raw
+        try:
+            return json.loads(raw), raw
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+
+    def _send_json(self, code: int, body: Obj, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_stream(self, chunks: Iterator[bytes], content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if chunk:
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip() or None
+        body: Any = None
+        status = 200
+        try:
+            body, _ = self._read_body()
+            if self.api.token is not None and self.headers.get("Authorization") != f"Bearer {self.api.token}":
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+            fault = self.api._take_fault(method, url.path)
+            if fault is not None:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                raise ApiError(fault.code, fault.reason, fault.message, headers=headers)
+            status = self._route(method, url.path, query, body, content_type)
+        except ApiError as err:
+            status = err.code
+            self._send_json(err.code, err.status(), err.headers)
+        except Exception as exc:  # a bug in the mock must surface as a 500, not a hung client
+            status = 500
+            self._send_json(500, ApiError(500, "InternalError", f"mock server error: {exc!r}").status())
+            raise
+        finally:
+            with self.api._lock:
+                self.api.requests.append(RecordedRequest(method, url.path, query, content_type, body, status))
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any, content_type: str | None) -> int:
+        api = self.api
+        if path in ("/version", "/version/"):
+            self._send_json(200, {"major": "1", "minor": "37", "gitVersion": "v1.37.0-mock", "platform": "linux/amd64"})
+            return 200
+        if path.rstrip("/") in ("/api", "/apis") or re.fullmatch(r"/api/v1/?|/apis/[^/]+/[^/]+/?", path):
+            self._send_json(200, self._discovery(path.rstrip("/")))
+            return 200
+        rt, namespace, name, sub = api._resolve(path)
+        if method == "GET":
+            if name is None:
+                if flag(query, "watch"):
+                    self._send_stream(api.watch_stream(rt, namespace, query), "application/json")
+                else:
+                    self._send_json(200, api.list_objects(rt, namespace, query))
+                return 200
+            if sub == "log" and rt.plural == "pods":
+                payload, streaming = api.log_stream(namespace or "", name, query)
+                if streaming:
+                    assert not isinstance(payload, bytes)
+                    self._send_stream(payload, "text/plain")
+                else:
+                    assert isinstance(payload, bytes)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                return 200
+            if sub == "exec" and rt.plural == "pods":
+                return self._exec(namespace or "", name, path)
+            if sub not in (None, "status"):
+                raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+            self._send_json(200, api.read(rt, namespace, name))
+            return 200
+        if method == "POST":
+            if sub == "exec" and rt.plural == "pods" and name:
+                return self._exec(namespace or "", name, path)
+            created = api.create(rt, namespace, body, sub, name)
+            self._send_json(201, created)
+            return 201
+        if name is None:
+            raise ApiError(405, "MethodNotAllowed", "collection operations other than list/create are not supported")
+        if method == "PUT":
+            self._send_json(200, api.replace(rt, namespace, name, body, sub))
+            return 200
+        if method == "PATCH":
+            self._send_json(200, api.patch(rt, namespace, name, body, content_type or "", sub))
+            return 200
+        if method == "DELETE":
+            self._send_json(200, api.delete(rt, namespace, name, body))
+            return 200
+        raise ApiError(405, "MethodNotAllowed", f"method {method} not allowed")
+
+    def _discovery(self, path: str) -> Obj:
+        types = list(self.api._types.values())
+        if path == "/api":
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            groups: dict[str, list[str]] = {}
+            for rt in types:
+                if rt.group:
+                    groups.setdefault(rt.group, [])
+                    if rt.version not in groups[rt.group]:
+                        groups[rt.group].append(rt.version)
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in groups.items()
+                ],
+            }
+        parts = [p for p in path.split("/") if p]
+        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+        resources = []
+        for rt in types:
+            if rt.group != group or rt.version != version:
+                continue
+            verbs = ["get", "list", "watch"] + (["create", "update", "patch", "delete"] if rt.writable else [])
+            resources.append(
+                {
+                    "name": rt.plural,
+                    "singularName": rt.kind.lower(),
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": verbs,
+                }
+            )
+            if rt.has_status:
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        if not resources:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+    # --- websocket exec (v4/v5 channel protocol, just enough for KPO's XCom sidecar) ---
+
+    def _exec(self, namespace: str, name: str, path: str) -> int:
+        query = parse_qs(urlsplit(self.path).query)
+        command = query.get("command", [])
+        container = (query.get("container") or [""])[-1]
+        wants_stdin = flag({k: v[-1] for k, v in query.items()}, "stdin")
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(400, "BadRequest", "exec needs a websocket upgrade")
+        if not container:
+            raise ApiError(400, "BadRequest", "a container name must be specified")
+        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        protocol = next(
+            (p for p in ("v4.channel.k8s.io", "v5.channel.k8s.io") if p in offered), offered[0] if offered else ""
+        )
+        # Check the pod before upgrading so errors come back as a Status, as the real server's do.
+        pod = self.api.get("pods", name, namespace)
+        if pod is None:
+            raise not_found(self.api._types[("", "v1", "pods")], name)
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(
+            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        if protocol:
+            self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.close_connection = True
+        stdin_text = None
+        if wants_stdin:
+            stdin_text = self._ws_read_stdin()
+        try:
+            out, err, code = self.api.exec_command(namespace, name, container, command, stdin_text)
+        except ApiError as exc:
+            out, err, code = "", exc.message, 1
+        if out:
+            self._ws_send(b"\x01" + out.encode())
+        if err:
+            self._ws_send(b"\x02" + err.encode())
+        status: Obj = (
+            {"metadata": {}, "status": "Success"}
+            if code == 0
+            else {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"command terminated with non-zero exit code: {code}",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+            }
+        )
+        self._ws_send(b"\x03" + json.dumps(status).encode())
+        self._ws_send(b"", opcode=0x8)
+        return 101
+
+    def _ws_send(self, payload: bytes, opcode: int = 0x2) -> None:
+        header = bytes([0x80 | opcode])
+        n = len(payload)
+        if n < 126:
+            header += bytes([n])
+        elif n < 65536:
+            header += bytes([126]) + struct.pack(">H", n)
+        else:
+            header += bytes([127]) + struct.pack(">Q", n)
+        try:
+            self.wfile.write(header + payload)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _ws_read_stdin(self, timeout: float = 10.0) -> str:
+        """Read client frames until a stdin line arrives (channel 0) or the client goes quiet."""
+        self.connection.settimeout(timeout)
+        data = b""
+        try:
+            while b"\n" not in data:
+                head = self.rfile.read(2)
+                if len(head) < 2:
+                    break
+                opcode, length = head[0] & 0x0F, head[1] & 0x7F
+                if length == 126:
+                    length = struct.unpack(">H", self.rfile.read(2))[0]
+                elif length == 127:
+                    length = struct.unpack(">Q", self.rfile.read(8))[0]
+                mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+                if opcode == 0x8:
+                    break
+                if opcode in (0x1, 0x2) and payload[:1] == b"\x00":
+                    data += payload[1:]
+        except (TimeoutError, OSError):
+            pass
+        return data.decode(errors="replace")
