@@ -31,6 +31,7 @@ from mlk8s_airflow.backends.local import (
 )
 from mlk8s_airflow.backends.podspec import PodSpecError, check_pod
 from mlk8s_airflow.config import Backend, default_namespace, resolve_backend
+from mlk8s_airflow.placement import container_security_context, pod_security_context
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -81,6 +82,9 @@ class PodTaskOperator(KubernetesPodOperator):
     ) -> None:
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("do_xcom_push", True)  # mlk8s pods report their result through the XCom file
+        # Secure by default: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp.
+        kwargs.setdefault("security_context", pod_security_context())
+        kwargs.setdefault("container_security_context", container_security_context())
         super().__init__(**kwargs)
         if max_disruptions < 0:
             raise ValueError(f"max_disruptions is {max_disruptions}: use 0 (never relaunch) or more.")
@@ -131,7 +135,8 @@ class PodTaskOperator(KubernetesPodOperator):
         store = context.get("task_state_store")
         if store is not None:
             try:
-                return int(store.get(DISRUPTIONS_KEY, 0) or 0)
+                stored = store.get(DISRUPTIONS_KEY, 0)
+                return int(stored) if isinstance(stored, int | str) else 0
             except Exception:  # the store is optional; the in-memory count still bounds the loop
                 self.log.debug("task_state_store unavailable", exc_info=True)
         return int(getattr(self, "_disruptions_in_memory", 0))
