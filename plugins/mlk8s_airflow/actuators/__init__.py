@@ -1,0 +1,1 @@
+"""Actuators that resize the Ray worker pool: KubeRay RayCluster (cooperate / own) and local Ray nodes."""
