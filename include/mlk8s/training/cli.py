@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -216,4 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("mlk8s: training failed")
         return podio.EXIT_ERROR
     podio.write_result(outcome.result)
+    # Interpreter shutdown puts Python-level handlers back to SIG_DFL, so a SIGTERM during teardown would turn a
+    # finished run into a signal death; ignoring it now (the result is written) keeps the exit code honest.
+    for sig in StopSignal.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     return outcome.exit_code
