@@ -159,7 +159,7 @@ class CustomResource:
 
 
 def load_crd(path: Path) -> list[CustomResource]:
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     spec = crd["spec"]
     out = []
     for version in spec["versions"]:
@@ -237,6 +237,12 @@ def _check_quantities(node: Any, path: list[Any]) -> Iterator[FieldError]:
 def _check_pod_spec(spec: Any, field: str) -> Iterator[FieldError]:
     if not isinstance(spec, dict):
         return
+    if spec.get("restartPolicy", "Always") not in ("Always", "OnFailure", "Never"):
+        yield FieldError(
+            f"{field}.restartPolicy",
+            f'Unsupported value: {spec["restartPolicy"]!r}: supported values: "Always", "OnFailure", "Never"',
+            "FieldValueNotSupported",
+        )
     seen: set[str] = set()
     for group in ("initContainers", "containers"):
         for i, container in enumerate(spec.get(group) or []):

@@ -258,7 +258,9 @@ class MockKubeServer:
         handler = type("Handler", (_Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mock-kube-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-kube-api", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -292,8 +294,8 @@ class MockKubeServer:
         cfg = client.Configuration()
         cfg.host = self.url
         if self.token:
-            cfg.api_key = {"authorization": self.token}
-            cfg.api_key_prefix = {"authorization": "Bearer"}
+            cfg.api_key = {"BearerToken": self.token}
+            cfg.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(cfg)
 
     def kubeconfig(self, namespace: str = "mlk8s") -> Obj:
@@ -810,6 +812,14 @@ class MockKubeServer:
                 raise not_found(rt, name)
             try:
                 if content_type == "application/merge-patch+json":
+                    if not isinstance(body, dict):
+                        raise ApiError(
+                            400,
+                            "BadRequest",
+                            "a merge patch must be a JSON object; to send a JSON patch (a list of operations) "
+                            "set Content-Type application/json-patch+json (CustomObjectsApi: "
+                            "_content_type='application/json-patch+json')",
+                        )
                     patched = merge_patch(current, body)
                 elif content_type == "application/json-patch+json":
                     patched = json_patch(current, body)
