@@ -40,28 +40,43 @@ _EQ = re.compile(r"^([^\s!=()]+)\s*(==|=|!=)\s*([^\s!=()]*)$")
 _KEY = re.compile(r"^(!?)([^\s!=()]+)$")
 
 
+Requirement = tuple[str, str, frozenset[str]]  # key, operator, values
+
+
+def _holds(req: Requirement, labels: Mapping[str, str]) -> bool:
+    key, op, values = req
+    value = labels.get(key)
+    if op == "in":
+        return value in values
+    if op == "notin":
+        return value not in values
+    if op == "=":
+        return value is not None and value in values
+    if op == "!=":
+        return value not in values
+    if op == "exists":
+        return key in labels
+    return key not in labels  # "!": does not exist
+
+
 def parse_label_selector(expr: str | None) -> Callable[[Mapping[str, str]], bool]:
-    checks: list[Callable[[Mapping[str, str]], bool]] = []
+    requirements: list[Requirement] = []
     for term in _split_top_level(expr or ""):
         if m := _SET.match(term):
-            key, op, raw = m.group(1), m.group(2), m.group(3)
-            values = {v.strip() for v in raw.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
+            requirements.append((m.group(1), m.group(2), values))
         elif m := _EQ.match(term):
-            key, op, value = m.group(1), m.group(2), m.group(3)
-            if op == "!=":
-                checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            op = "!=" if m.group(2) == "!=" else "="
+            requirements.append((m.group(1), op, frozenset({m.group(3)})))
         elif m := _KEY.match(term):
-            negate, key = m.group(1) == "!", m.group(2)
-            checks.append(lambda labels, k=key, n=negate: (k in labels) != n)
+            requirements.append((m.group(2), "!" if m.group(1) else "exists", frozenset()))
         else:
             raise SelectorError(f"unable to parse requirement: {term!r}")
-    return lambda labels: all(check(labels) for check in checks)
+
+    def matches(labels: Mapping[str, str]) -> bool:
+        return all(_holds(req, labels) for req in requirements)
+
+    return matches
 
 
 def _lookup(obj: Mapping[str, Any], path: str) -> str:
@@ -74,17 +89,17 @@ def _lookup(obj: Mapping[str, Any], path: str) -> str:
 
 
 def parse_field_selector(expr: str | None) -> Predicate:
-    checks: list[Predicate] = []
+    requirements: list[tuple[str, bool, str]] = []  # path, equal?, value
     for term in _split_top_level(expr or ""):
         m = _EQ.match(term)
         if not m:
             raise SelectorError(f"invalid field selector: {term!r}")
-        path, op, value = m.group(1), m.group(2), m.group(3)
-        if op == "!=":
-            checks.append(lambda obj, p=path, v=value: _lookup(obj, p) != v)
-        else:
-            checks.append(lambda obj, p=path, v=value: _lookup(obj, p) == v)
-    return lambda obj: all(check(obj) for check in checks)
+        requirements.append((m.group(1), m.group(2) != "!=", m.group(3)))
+
+    def matches(obj: dict[str, Any]) -> bool:
+        return all((_lookup(obj, path) == value) == equal for path, equal, value in requirements)
+
+    return matches
 
 
 def match_label_selector_object(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:

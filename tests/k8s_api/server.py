@@ -618,10 +618,9 @@ class MockKubeServer:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if namespace is not None and ("", "namespaces", "", namespace) not in self._objects:
-            if not (rt.plural == "events"):
-                raise ApiError(
-                    404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
-                )
+            raise ApiError(
+                404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"}
+            )
         return rt, namespace, name, sub
 
     def _prepare(self, rt: ResourceType, body: Any, namespace: str | None, name: str | None) -> Obj:
