@@ -80,10 +80,10 @@ def sha256(data: bytes) -> str:
 class CheckpointStore:
     """Checkpoints under one root URI. One instance per process; call :meth:`claim_generation` before commits."""
 
-    def __init__(self, uri: str, *, keep_last: int = 3) -> None:
+    def __init__(self, uri: str | Location, *, keep_last: int = 3) -> None:
         if keep_last < 1:
             raise CheckpointError(f"keep_last must be at least 1, got {keep_last}")
-        self.root: Location = resolve(uri)
+        self.root: Location = resolve(uri) if isinstance(uri, str) else uri
         self.keep_last = keep_last
         self.generation: int | None = None
         self._nonce = uuid.uuid4().hex

@@ -1,0 +1,230 @@
+"""The checkpoint store: atomic commit, verification with fallback, retention, fencing, URIs, heartbeats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+from mlk8s.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    CheckpointStore,
+    FencedError,
+    Location,
+    UriError,
+    checkpoint_name,
+    resolve,
+)
+
+FILES = {"state.safetensors": os.urandom(4096), "state.json": b'{"step": 1}'}
+
+
+def files_for(step: int) -> dict[str, bytes]:
+    return {"state.safetensors": os.urandom(1024) + step.to_bytes(4, "big"), "state.json": json.dumps(step).encode()}
+
+
+def fresh(root: Path | Location, keep_last: int = 3) -> CheckpointStore:
+    store = CheckpointStore(root if isinstance(root, Location) else str(root), keep_last=keep_last)
+    store.ensure_writable()
+    store.claim_generation()
+    return store
+
+
+# -- URIs --------------------------------------------------------------------------------------------------
+
+
+def test_plain_relative_path_becomes_absolute_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    loc = resolve("ckpts/run1")
+    assert isinstance(loc.fs, pafs.LocalFileSystem)
+    assert loc.path == str(tmp_path / "ckpts" / "run1")
+    assert loc.child("x").uri == str(tmp_path / "ckpts" / "run1" / "x")
+
+
+def test_file_uri_and_object_store_uris_resolve(tmp_path: Path) -> None:
+    loc = resolve(f"file://{tmp_path}/a/")
+    assert isinstance(loc.fs, pafs.LocalFileSystem) and loc.path == f"{tmp_path}/a"
+    assert loc.uri == f"file://{tmp_path}/a"
+    s3 = resolve("s3://bucket/prefix/run?region=us-east-1&endpoint_override=localhost:1")
+    assert type(s3.fs).__name__ == "S3FileSystem" and s3.path == "bucket/prefix/run"
+    gs = resolve("gs://bucket/prefix")
+    assert type(gs.fs).__name__ == "GcsFileSystem" and gs.path == "bucket/prefix"
+    assert not s3.is_local
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "nosuchscheme://x/y"])
+def test_bad_uri_is_refused(bad: str) -> None:
+    with pytest.raises(UriError):
+        resolve(bad)
+
+
+def test_unwritable_root_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CheckpointError, match="cannot write"):
+        CheckpointStore(str(blocker / "ckpts")).ensure_writable()
+    assert blocker.read_text() == "not a directory"
+
+
+# -- commit and load -------------------------------------------------------------------------------------
+
+
+def test_commit_then_load_round_trips_bytes_and_meta(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    info = store.commit(7, FILES, {"epoch": 2})
+    assert info.name == checkpoint_name(1, 7)
+    loaded = store.load_latest()
+    assert loaded is not None
+    assert loaded.files == FILES and loaded.meta == {"epoch": 2} and loaded.info.step == 7
+    manifest = json.loads((tmp_path / info.name / MANIFEST).read_text())
+    assert set(manifest["files"]) == set(FILES)
+
+
+def test_empty_store_loads_nothing(tmp_path: Path) -> None:
+    assert fresh(tmp_path).load_latest() is None
+
+
+def test_commit_works_on_an_object_store_style_filesystem() -> None:
+    loc = resolve("mock:///bucket/ckpts")  # in-memory, non-local: exercises the plain-PUT path
+    store = fresh(loc)
+    store.commit(1, FILES, {})
+    store.commit(2, FILES, {})
+    loaded = CheckpointStore(loc).load_latest()
+    assert loaded is not None and loaded.info.step == 2 and loaded.files == FILES
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("truncate", "truncated file"),
+        ("flip", "bad checksum"),
+        ("no-marker", "missing commit marker"),
+        ("garbage-marker", "unreadable commit marker"),
+        ("missing-file", "missing file"),
+    ],
+)
+def test_damaged_latest_falls_back_to_previous_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str, reason: str
+) -> None:
+    store = fresh(tmp_path)
+    good = files_for(10)
+    store.commit(10, good, {"epoch": 1})
+    bad = store.commit(20, files_for(20), {"epoch": 2})
+    target = tmp_path / bad.name / "state.safetensors"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:100])
+    elif damage == "flip":
+        data = bytearray(target.read_bytes())
+        data[50] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "no-marker":
+        (tmp_path / bad.name / MANIFEST).unlink()
+    elif damage == "garbage-marker":
+        (tmp_path / bad.name / MANIFEST).write_text('{"files": ')
+    else:
+        target.unlink()
+    with caplog.at_level(logging.WARNING, logger="mlk8s.checkpoint.store"):
+        loaded = CheckpointStore(str(tmp_path)).load_latest()
+    assert loaded is not None and loaded.info.step == 10 and loaded.files == good
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(bad.name in w and reason in w for w in warnings), warnings
+
+
+def test_all_damaged_loads_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = fresh(tmp_path)
+    info = store.commit(1, FILES, {})
+    (tmp_path / info.name / MANIFEST).unlink()
+    with caplog.at_level(logging.WARNING):
+        assert store.load_latest() is None
+    assert "missing commit marker" in caplog.text
+
+
+def test_invalid_file_names_are_refused_before_writing(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    for name in (MANIFEST, "sub/dir", ".hidden"):
+        with pytest.raises(CheckpointError, match="invalid checkpoint file name"):
+            store.commit(1, {name: b"x"}, {})
+    assert store.list_checkpoints() == []
+
+
+# -- retention -------------------------------------------------------------------------------------------
+
+
+def test_retention_keeps_last_k_and_the_protected_one(tmp_path: Path) -> None:
+    store = fresh(tmp_path, keep_last=2)
+    infos = [store.commit(step, files_for(step), {}) for step in (10, 20, 30, 40, 50)]
+    removed = store.prune(protect=frozenset({infos[0].name}))
+    assert sorted(removed) == sorted(i.name for i in infos[1:3])
+    assert [i.step for i in store.list_checkpoints()] == [10, 40, 50]
+    store.prune()
+    assert [i.step for i in store.list_checkpoints()] == [40, 50]
+
+
+def test_retention_leaves_a_partial_write_newer_than_the_latest_commit(tmp_path: Path) -> None:
+    store = fresh(tmp_path, keep_last=1)
+    store.commit(10, FILES, {})
+    old_partial = store.commit(15, FILES, {})
+    (tmp_path / old_partial.name / MANIFEST).unlink()
+    store.commit(20, FILES, {})
+    in_flight = tmp_path / checkpoint_name(1, 30)
+    in_flight.mkdir()
+    (in_flight / "state.json").write_text("{}")
+    store.prune()
+    names = [i.name for i in store.list_checkpoints()]
+    assert names == [checkpoint_name(1, 20), checkpoint_name(1, 30)]
+
+
+# -- fencing ---------------------------------------------------------------------------------------------
+
+
+def test_zombie_cannot_commit_or_prune_after_a_newer_claim(tmp_path: Path) -> None:
+    zombie = fresh(tmp_path)
+    zombie.commit(100, files_for(100), {})
+    successor = fresh(tmp_path)
+    assert (zombie.generation, successor.generation) == (1, 2)
+    with pytest.raises(FencedError, match="generation 1 is fenced off"):
+        zombie.commit(150, files_for(150), {})
+    with pytest.raises(FencedError):
+        zombie.prune()
+    assert not (tmp_path / checkpoint_name(1, 150)).exists()
+    successor.commit(120, files_for(120), {})
+    loaded = CheckpointStore(str(tmp_path)).load_latest()
+    assert loaded is not None and (loaded.info.generation, loaded.info.step) == (2, 120)
+
+
+def test_newer_generation_wins_over_a_higher_step(tmp_path: Path) -> None:
+    old = fresh(tmp_path)
+    old.commit(500, FILES, {})
+    new = fresh(tmp_path)
+    new.commit(300, FILES, {})
+    loaded = CheckpointStore(str(tmp_path)).load_latest()
+    assert loaded is not None and loaded.info.generation == 2 and loaded.info.step == 300
+
+
+def test_commit_without_claim_is_refused(tmp_path: Path) -> None:
+    store = CheckpointStore(str(tmp_path))
+    with pytest.raises(CheckpointError, match="claim_generation"):
+        store.commit(1, FILES, {})
+
+
+def test_keep_last_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="keep_last"):
+        CheckpointStore(str(tmp_path), keep_last=0)
+
+
+# -- progress heartbeat ----------------------------------------------------------------------------------
+
+
+def test_progress_heartbeats_per_generation_skip_torn_files(tmp_path: Path) -> None:
+    first = fresh(tmp_path)
+    first.write_progress({"step": 42})
+    second = fresh(tmp_path)
+    second.write_progress({"step": 50})
+    (tmp_path / "progress" / "g-00000009.json").write_text('{"step": ')
+    progress = CheckpointStore(str(tmp_path)).read_progress()
+    assert progress == {1: {"step": 42, "generation": 1}, 2: {"step": 50, "generation": 2}}
