@@ -67,6 +67,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def enable_token_auth(token: str | None = None) -> None:
+    """Turn token auth on for this process and its children, with ``token`` (default: the process token).
+
+    Ray reads ``RAY_AUTH_MODE`` into a cached config when it is imported; the cache is refreshed here so
+    the mode applies even when ``ray`` was imported first.
+    """
+    os.environ[AUTH_MODE_ENV] = "token"
+    os.environ[AUTH_TOKEN_ENV] = token or process_token()
+    if "ray" in sys.modules:
+        with contextlib.suppress(Exception):
+            from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
+
+
 class RayClusterError(RuntimeError):
     """A node did not start or stop as asked; the message carries the tail of its log."""
 
@@ -296,15 +312,7 @@ class LocalRayCluster:
         The token is this process's own (:func:`process_token`), so setting it process-wide cannot lock out
         another cluster this process started.
         """
-        os.environ[AUTH_MODE_ENV] = "token"
-        os.environ[AUTH_TOKEN_ENV] = process_token()
-        if "ray" in sys.modules:
-            # Ray caches its config and token at first use; refresh both so the new mode applies now.
-            with contextlib.suppress(Exception):
-                from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
-
-                Config.initialize("")
-                AuthenticationTokenLoader.instance().reset_cache()
+        enable_token_auth()
 
     # -- internals ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""Where documents come from: a local path or a pyarrow.fs URI holding Parquet, JSON lines or raw files.
+
+The input is listed and its format decided once, up front, so a missing or unreadable input is a usage
+error before any Ray work starts, and the Ray pipeline and the single-process reference read exactly the
+same files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+FORMATS: dict[str, tuple[str, ...]] = {
+    "parquet": (".parquet", ".pq"),
+    "jsonl": (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz"),
+    "raw": (".txt", ".text", ".md", ".html", ".htm", ".xhtml"),
+}
+FORMAT_CHOICES = ("auto", *FORMATS)
+
+
+class InputError(ValueError):
+    """The input cannot be read as asked; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class InputSource:
+    uri: str
+    filesystem: pafs.FileSystem
+    root: str
+    files: tuple[str, ...]
+    format: str
+    total_bytes: int
+
+    def describe(self) -> str:
+        return f"{len(self.files)} {self.format} file(s), {self.total_bytes} bytes under {self.uri}"
+
+
+def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A filesystem and the path inside it; plain paths are local (made absolute)."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise InputError(f"cannot open {uri!r} as a pyarrow filesystem URI ({exc})") from None
+
+
+def _format_of(path: str) -> str | None:
+    lower = path.lower()
+    for name, suffixes in FORMATS.items():
+        if lower.endswith(suffixes):
+            return name
+    return None
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
+
+
+def open_input(uri: str, input_format: str = "auto") -> InputSource:
+    """List the input's files and decide their format, or raise :class:`InputError`."""
+    if input_format not in FORMAT_CHOICES:
+        raise InputError(f"--input-format: {input_format!r} is not one of {', '.join(FORMAT_CHOICES)}")
+    fs, root = resolve_filesystem(uri)
+    try:
+        info = fs.get_file_info(root)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"--input: cannot read {uri!r} ({exc}); check the URI and the credentials") from None
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"--input: {uri!r} does not exist; pass an existing file or directory")
+    if info.type == pafs.FileType.Directory:
+        from mlk8s.preprocessing.commit import read_manifest
+
+        manifest = read_manifest(uri)
+        if manifest is not None:
+            # The committed output of an earlier preprocessing run: read exactly what its manifest names.
+            files = tuple(f"{root.rstrip('/')}/{part['path']}" for part in manifest["files"])
+            sizes = sum(int(part["bytes"]) for part in manifest["files"])
+            return InputSource(uri, fs, root, files, "parquet", sizes)
+        infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+        candidates = [i for i in infos if i.type == pafs.FileType.File and not _hidden(i.path[len(root) :].lstrip("/"))]
+        prefix = root
+    else:
+        candidates = [info]
+        prefix = os.path.dirname(root)
+    if input_format == "auto":
+        found = {_format_of(i.path) for i in candidates}
+        known = found - {None}
+        if not candidates:
+            raise InputError(f"--input: {uri!r} holds no files (names starting with '_' or '.' are ignored)")
+        if len(known) > 1:
+            raise InputError(
+                f"--input: {uri!r} mixes formats {sorted(k for k in known if k)}; point --input at one kind of "
+                "file, or pass --input-format to pick one"
+            )
+        if not known:
+            extensions = ", ".join(s for group in FORMATS.values() for s in group)
+            raise InputError(
+                f"--input: no file under {uri!r} has a known extension ({extensions}); pass --input-format"
+            )
+        fmt = known.pop()
+        assert fmt is not None
+        chosen = [i for i in candidates if _format_of(i.path) == fmt]
+    else:
+        fmt = input_format
+        chosen = [i for i in candidates if _format_of(i.path) in (fmt, None)]
+        if not chosen:
+            raise InputError(f"--input: no {fmt} files under {uri!r}")
+    chosen.sort(key=lambda i: i.path)
+    return InputSource(uri, fs, prefix, tuple(i.path for i in chosen), fmt, sum(max(i.size or 0, 0) for i in chosen))
+
+
+def iter_tables(source: InputSource, batch_rows: int = 65536) -> Iterator[pa.Table]:
+    """The input as Arrow tables, one process, streaming file by file (the reference and the dry run)."""
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    from mlk8s.preprocessing.transforms import raw_files_to_documents
+
+    fs = source.filesystem
+    if source.format == "parquet":
+        for path in source.files:
+            with fs.open_input_file(path) as fh:
+                parquet = pq.ParquetFile(fh)
+                for batch in parquet.iter_batches(batch_size=batch_rows):
+                    yield pa.Table.from_batches([batch])
+    elif source.format == "jsonl":
+        for path in source.files:
+            compression = "gzip" if path.endswith(".gz") else None
+            with fs.open_input_stream(path, compression=compression) as fh:
+                table = pajson.read_json(fh)
+            for offset in range(0, table.num_rows, batch_rows):
+                yield table.slice(offset, batch_rows)
+    else:
+        chunk: list[tuple[str, bytes]] = []
+        for path in source.files:
+            with fs.open_input_stream(path) as fh:
+                chunk.append((path, bytes(fh.read())))
+            if len(chunk) >= batch_rows:
+                yield raw_files_to_documents(_raw_table(chunk), root=source.root)
+                chunk = []
+        if chunk:
+            yield raw_files_to_documents(_raw_table(chunk), root=source.root)
+
+
+def _raw_table(chunk: list[tuple[str, bytes]]) -> pa.Table:
+    return pa.table({"bytes": pa.array([b for _, b in chunk], pa.binary()), "path": [p for p, _ in chunk]})
+
+
+def read_sample(source: InputSource, rows: int = 64) -> pa.Table:
+    """The first ``rows`` records, for validating the pipeline before the real run."""
+    for table in iter_tables(source, batch_rows=rows):
+        return table.slice(0, rows)
+    return pa.table({})
+
+
+def ray_dataset(source: InputSource) -> Any:
+    """The same files as a Ray Dataset (raw files still as ``bytes``/``path``; see ``raw_files_to_documents``)."""
+    import ray.data
+
+    files = list(source.files)
+    if source.format == "parquet":
+        return ray.data.read_parquet(files, filesystem=source.filesystem, partitioning=None)
+    if source.format == "jsonl":
+        # lines=False is the Arrow reader, which parses JSON lines natively (and takes a filesystem).
+        return ray.data.read_json(files, filesystem=source.filesystem, partitioning=None)  # type: ignore[arg-type]
+    return ray.data.read_binary_files(files, filesystem=source.filesystem, include_paths=True)

