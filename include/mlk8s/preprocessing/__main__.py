@@ -98,12 +98,12 @@ def validate(args: argparse.Namespace) -> tuple[Any, Any]:
     spec = load_spec(args.pipeline)
     source = open_input(args.input, args.input_format)
     out_fs, out_root = resolve_filesystem(args.output)
-    in_root = source.root if source.files and source.root else ""
-    if type(out_fs) is type(source.filesystem) and (
-        out_root.rstrip("/") == in_root.rstrip("/")
-        or any(f.startswith(out_root.rstrip("/") + "/") for f in source.files)
-    ):
-        raise ValueError(f"--output: {args.output!r} contains the input; write to a separate directory")
+    _, in_path = resolve_filesystem(args.input)
+    out_dir, in_dir = out_root.rstrip("/") + "/", in_path.rstrip("/") + "/"
+    if type(out_fs) is type(source.filesystem) and (out_dir.startswith(in_dir) or in_dir.startswith(out_dir)):
+        raise ValueError(
+            f"--output: {args.output!r} and --input {args.input!r} overlap; write to a directory outside the input"
+        )
     if args.ray_address == "auto":
         raise ValueError("--ray-address/RAY_ADDRESS: 'auto' attaches to whatever cluster runs here; name one")
     schema = dry_run(spec, source)

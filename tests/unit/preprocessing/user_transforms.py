@@ -1,0 +1,33 @@
+"""User transforms for the tests, named by dotted path in pipeline specs (as a user's own module would be)."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def keep_labels(table: pa.Table, *, labels: list[int]) -> pa.ChunkedArray:
+    """A user filter: keep rows whose label is one of ``labels``."""
+    return pc.is_in(table["label"], value_set=pa.array(labels, pa.int64()))
+
+
+def shout(table: pa.Table, *, column: str = "text") -> pa.Table:
+    """A user map: upper-case a column."""
+    index = table.column_names.index(column)
+    return table.set_column(index, column, pc.utf8_upper(table[column]))
+
+
+def slow_identity(table: pa.Table, *, seconds: float = 0.2) -> pa.Table:
+    """A user map that takes time, so a test can kill a worker while tasks are in flight."""
+    time.sleep(seconds)
+    return table
+
+
+def not_a_mask(table: pa.Table) -> pa.Table:
+    """A broken filter: returns a table instead of a boolean mask."""
+    return table
+
+
+NOT_CALLABLE = 42
