@@ -43,13 +43,13 @@ class RayPoolSensor(BaseSensorOperator):
     :param actuator: ``local`` (nodes of a registered LocalRayCluster), ``kuberay-own`` (in-tree
         autoscaling off: replicas + workersToDelete) or ``kuberay-cooperate`` (in-tree autoscaler on:
         minReplicas only).
-    :param ray_address: the Ray GCS address, ``host:port``.
+    :param ray_conn_id: Connection naming the Ray head (host, port 6379; password = the cluster's auth
+        token when this process has none), the same one the preprocessing operator uses.
+    :param ray_address: ``host:port`` of the Ray GCS, overriding ``ray_conn_id`` (tests, the local demo).
     :param pool: the Airflow pool whose task instances are the queue (default ``ray``).
     :param airflow_api_conn_id: Connection to Airflow's REST API (host = API base URL, login/password).
     :param kubernetes_conn_id: Connection for ``KubernetesHook`` (kuberay actuators).
     :param raycluster_name: the RayCluster to resize (kuberay actuators); with ``namespace``.
-    :param ray_auth_conn_id: Connection whose password is the Ray cluster's auth token, when this process
-        does not already have one.
     :param policy: :class:`~mlk8s.scaling.policy.PolicyConfig` fields (``scale_down_window_s``,
         ``cpus_per_task``, ...).
     :param prewarm_dag_ids: DAGs whose next scheduled run pre-warms the pool (``policy.prewarm_s`` ahead).
@@ -60,7 +60,18 @@ class RayPoolSensor(BaseSensorOperator):
     :param max_failed_cycles: failed cycles in a row (after each call's own retries) before the task fails.
     """
 
-    template_fields: Sequence[str] = ("queue_pool", "ray_address", "raycluster_name", "namespace", "actuator")
+    template_fields: Sequence[str] = (
+        "actuator",
+        "groups",
+        "queue_pool",
+        "ray_conn_id",
+        "ray_address",
+        "raycluster_name",
+        "namespace",
+        "policy",
+        "interval_s",
+        "run_for_s",
+    )
     ui_color = "#e6f0ff"
 
     def __init__(
@@ -68,13 +79,13 @@ class RayPoolSensor(BaseSensorOperator):
         *,
         groups: Sequence[Mapping[str, Any]],
         actuator: str,
-        ray_address: str,
+        ray_conn_id: str = "ray_default",
+        ray_address: str | None = None,
         queue_pool: str = "ray",
         airflow_api_conn_id: str = "airflow_api_default",
         kubernetes_conn_id: str = "kubernetes_default",
         raycluster_name: str | None = None,
         namespace: str | None = None,
-        ray_auth_conn_id: str | None = None,
         policy: Mapping[str, Any] | None = None,
         prewarm_dag_ids: Sequence[str] = (),
         interval_s: float = 15.0,
@@ -89,13 +100,13 @@ class RayPoolSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.groups = groups
         self.actuator = actuator
+        self.ray_conn_id = ray_conn_id
         self.ray_address = ray_address
         self.queue_pool = queue_pool
         self.airflow_api_conn_id = airflow_api_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self.raycluster_name = raycluster_name
         self.namespace = namespace
-        self.ray_auth_conn_id = ray_auth_conn_id
         self.policy = policy
         self.prewarm_dag_ids = prewarm_dag_ids
         self.interval_s = interval_s
@@ -114,13 +125,13 @@ class RayPoolSensor(BaseSensorOperator):
         return RayPoolSettings(
             groups=tuple(dict(g) for g in self.groups),
             actuator=self.actuator,
-            ray_address=self.ray_address,
+            ray_address=self.ray_address or None,
+            ray_conn_id=self.ray_conn_id,
             pool=self.queue_pool,
             airflow_api_conn_id=self.airflow_api_conn_id,
             kubernetes_conn_id=self.kubernetes_conn_id,
             raycluster_name=self.raycluster_name,
             namespace=self.namespace,
-            ray_auth_conn_id=self.ray_auth_conn_id,
             policy=dict(self.policy or {}),
             prewarm_dag_ids=tuple(self.prewarm_dag_ids),
             group_label=self.group_label,

@@ -53,13 +53,13 @@ class RayPoolSettings:
 
     groups: tuple[Mapping[str, Any], ...]
     actuator: str
-    ray_address: str
+    ray_address: str | None = None
+    ray_conn_id: str = "ray_default"
     pool: str = "ray"
     airflow_api_conn_id: str = "airflow_api_default"
     kubernetes_conn_id: str = "kubernetes_default"
     raycluster_name: str | None = None
     namespace: str | None = None
-    ray_auth_conn_id: str | None = None
     policy: Mapping[str, Any] = field(default_factory=dict)
     prewarm_dag_ids: tuple[str, ...] = ()
     group_label: str = GROUP_LABEL
@@ -73,10 +73,10 @@ class RayPoolSettings:
         self.policy_config  # noqa: B018
         if not self.pool:
             raise ValueError("pool is empty; pass the Airflow pool the Ray work runs in (default 'ray')")
-        if not self.ray_address or ":" not in self.ray_address:
+        if self.ray_address is not None and ":" not in self.ray_address:
             raise ValueError(
                 f"ray_address={self.ray_address!r}; pass the Ray GCS address as host:port "
-                "(KubeRay: <cluster>-head-svc.<namespace>:6379)"
+                "(KubeRay: <cluster>-head-svc.<namespace>:6379), or leave it None to use ray_conn_id"
             )
         if self.mode is not ActuatorMode.LOCAL and not (self.raycluster_name and self.namespace):
             raise ValueError(
@@ -206,25 +206,26 @@ class RayPoolLoop:
         return AirflowApiHook(self.settings.airflow_api_conn_id)
 
     @cached_property
+    def ray_address(self) -> str:
+        """The explicit ``ray_address``, else host:port of ``ray_conn_id`` (whose password, if set, is the
+        cluster's auth token: Ray reads it from the environment)."""
+        if self.settings.ray_address:
+            return self.settings.ray_address
+        from airflow.sdk import BaseHook
+
+        from mlk8s_airflow.operators.preprocessing import ray_address_from_connection
+
+        conn = BaseHook.get_connection(self.settings.ray_conn_id)
+        if conn.password:
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN"] = conn.password
+        return ray_address_from_connection(conn.host, conn.port, self.settings.ray_conn_id)
+
+    @cached_property
     def ray_reader(self) -> Any:
         from mlk8s_airflow.hooks.ray_demand import RayDemandReader
 
-        self._ray_auth()
-        return RayDemandReader(self.settings.ray_address, group_label=self.settings.group_label)
-
-    def _ray_auth(self) -> None:
-        """Take the cluster's token from a Connection's password (Ray reads it from the environment)."""
-        if not self.settings.ray_auth_conn_id:
-            return
-        from airflow.sdk import BaseHook
-
-        token = BaseHook.get_connection(self.settings.ray_auth_conn_id).password
-        if not token:
-            raise ValueError(
-                f"ray_auth_conn_id={self.settings.ray_auth_conn_id!r} has no password; store the Ray auth token there"
-            )
-        os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = token
+        return RayDemandReader(self.ray_address, group_label=self.settings.group_label)
 
     @cached_property
     def actuator(self) -> Actuator:
@@ -232,7 +233,7 @@ class RayPoolLoop:
         if s.mode is ActuatorMode.LOCAL:
             from mlk8s_airflow.actuators.local import LocalActuator, registered_cluster
 
-            return LocalActuator(registered_cluster(s.ray_address), self.groups, group_label=s.group_label)
+            return LocalActuator(registered_cluster(self.ray_address), self.groups, group_label=s.group_label)
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
         from mlk8s_airflow.actuators.kuberay import KubeRayActuator
