@@ -16,6 +16,9 @@ import pytest
 
 from tests.k8s_api import MockKubeServer
 
+#: Importing the provider (Airflow's configuration, plugins) takes several seconds on its own.
+pytestmark = [pytest.mark.slow, pytest.mark.airflow]
+
 NS = "mlk8s"
 
 
@@ -86,3 +89,19 @@ def test_kpo_fails_the_task_when_its_pod_is_preempted(k8s_server: MockKubeServer
     assert pod is not None
     assert pod["metadata"]["labels"]["already_checked"] == "True"  # KPO's patch went through
     assert any(c["type"] == "DisruptionTarget" for c in pod["status"]["conditions"])
+
+
+def test_kpo_needs_only_what_the_worker_role_grants(k8s_server: MockKubeServer, kpo_context: dict[str, Any]) -> None:
+    """Every request KPO made (XCom sidecar included) is allowed by helm-values/rbac.yaml's worker Role."""
+    from tests.unit.k8s.manifests import load_all, rbac_allows, request_to_rbac
+
+    role = next(d for d in load_all("rbac.yaml") if d["kind"] == "Role" and d["metadata"]["name"] == "mlk8s-operators")
+    k8s_server.script_pod({"task_id": "train"}, logs=["ok"], xcom=[1, 2])
+    assert _operator(do_xcom_push=True).execute(kpo_context) == [1, 2]
+    k8s_server.script_pod({"task_id": "train"}, logs=["boom"], exit_code=1)
+    with pytest.raises(Exception, match="returned a failure"):
+        _operator(on_finish_action="keep_pod").execute(kpo_context)
+    needed = {request_to_rbac(r.method, r.path, r.query) for r in k8s_server.requests}
+    assert ("", "pods/exec", "create") in needed and ("", "events", "list") in needed
+    denied = [n for n in needed if not rbac_allows(role["rules"], *n)]
+    assert denied == []
