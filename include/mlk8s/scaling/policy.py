@@ -85,6 +85,9 @@ class Worker:
     Ray): it counts toward the group's size but offers no capacity. ``busy`` means Ray runs work on it; the
     policy never removes a busy worker. ``started_at`` is when the pod was requested (its creation time);
     ``idle_since``, when known, is when it last became idle, so the longest-idle worker is removed first.
+    ``free_cpus``/``free_gpus``/``free_memory`` (Ray's available resources on the node), when known, let
+    queued work count on the room left on busy workers before asking for new ones; unknown, a busy worker
+    is taken as full.
     """
 
     id: str
@@ -93,6 +96,9 @@ class Worker:
     started_at: float
     pending: bool = False
     idle_since: float | None = None
+    free_cpus: float | None = None
+    free_gpus: float | None = None
+    free_memory: float | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.id, str) and bool(self.id), "Worker.id is empty; pass the pod name")
@@ -108,12 +114,22 @@ class Worker:
             self.idle_since is None or _finite(self.idle_since),
             f"Worker {self.id!r}: idle_since={self.idle_since!r}; pass seconds or None",
         )
+        for name in ("free_cpus", "free_gpus", "free_memory"):
+            value = getattr(self, name)
+            _require(
+                value is None or (_finite(value) and value >= 0),
+                f"Worker {self.id!r}: {name}={value!r}; pass Ray's available amount (>= 0) or None",
+            )
 
 
 @dataclass(frozen=True)
 class QueueSnapshot:
     """Airflow task counts for the tasks that run on the Ray pool (by pool or queue), as the sensor read them.
 
+    These counts lead Ray's own demand: a task is queued, then its driver pod starts, and only then does Ray
+    see its work, so the policy can start workers while Ray's autoscaler would still see nothing.
+    ``task_shape`` is what one task asks of Ray (default: ``PolicyConfig``'s ``*_per_task``); pass one
+    snapshot per Airflow pool or queue when tasks of different shapes (e.g. GPU tasks) use different pools.
     ``next_dagrun_run_after`` (Airflow's ``next_dagrun_run_after`` of the DAG whose work runs on the pool,
     as seconds on the policy's clock) lets the policy pre-warm the pool ahead of the next scheduled run.
     """
@@ -122,6 +138,7 @@ class QueueSnapshot:
     scheduled: int = 0
     running: int = 0
     next_dagrun_run_after: float | None = None
+    task_shape: ResourceDemand | None = None
 
     def __post_init__(self) -> None:
         for name in ("queued", "scheduled", "running"):
@@ -133,6 +150,10 @@ class QueueSnapshot:
         _require(
             self.next_dagrun_run_after is None or _finite(self.next_dagrun_run_after),
             f"QueueSnapshot.next_dagrun_run_after={self.next_dagrun_run_after!r}; pass seconds or None",
+        )
+        _require(
+            self.task_shape is None or isinstance(self.task_shape, ResourceDemand),
+            f"QueueSnapshot.task_shape={self.task_shape!r}; pass a ResourceDemand (count is ignored) or None",
         )
 
     @property
@@ -175,18 +196,24 @@ class ResourceDemand:
 class PolicyConfig:
     """Tuning of the policy.
 
-    - ``scale_down_window_s``: a group shrinks only to the highest size it was recommended during this
-      window (like the Kubernetes HPA's scale-down stabilization window), so a backlog must stay low for the
-      whole window before workers go, and a steady input never flaps.
-    - ``cpus_per_task``/``gpus_per_task``/``memory_per_task``: the shape of one Airflow task on the pool,
-      used to turn queued/scheduled/running counts into demand before Ray has seen the work.
+    - ``scale_down_window_s``: idle workers go only once the backlog has not asked for them during this
+      window (the most workers the backlog asked for beyond the busy ones, over the window, is kept, like
+      the Kubernetes HPA's scale-down stabilization window), so a steady input never flaps. The default is
+      about one pod start: keeping an idle worker longer costs more than starting a new one when needed.
+    - ``backlog_grace_workers``: how many workers' worth of Airflow backlog the pool absorbs without
+      growing. The backlog is a forecast (Ray has not seen the work yet) and running tasks free room while
+      new pods start, so a backlog smaller than this is cheaper to queue briefly than to start workers for;
+      Ray's own pending demand always counts in full.
+    - ``cpus_per_task``/``gpus_per_task``/``memory_per_task``: the shape of one Airflow task on the pool
+      (unless its :class:`QueueSnapshot` names one), used to turn task counts into demand.
     - ``prewarm_s`` and ``prewarm_demand``: within ``prewarm_s`` before ``next_dagrun_run_after`` the pool is
       sized for ``prewarm_demand`` (0 or empty: no pre-warming).
     - ``pending_timeout_s``: a group with a pod Pending longer than this stops growing (the cluster has no
       room for it; asking for more pods only adds more Pending pods).
     """
 
-    scale_down_window_s: float = 300.0
+    scale_down_window_s: float = 60.0
+    backlog_grace_workers: int = 1
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
     memory_per_task: float = 0.0
@@ -201,6 +228,10 @@ class PolicyConfig:
                 _finite(value) and value >= 0,
                 f"PolicyConfig.{name}={value!r}; pass a duration in seconds >= 0",
             )
+        _require(
+            isinstance(self.backlog_grace_workers, int) and self.backlog_grace_workers >= 0,
+            f"PolicyConfig.backlog_grace_workers={self.backlog_grace_workers!r}; pass an integer >= 0",
+        )
         _require(
             _finite(self.cpus_per_task) and self.cpus_per_task >= 0,
             f"PolicyConfig.cpus_per_task={self.cpus_per_task!r}; pass the CPUs one Airflow task uses (>= 0)",
@@ -232,11 +263,12 @@ STATE_VERSION = 1
 
 @dataclass(frozen=True)
 class PolicyState:
-    """What the policy remembers between decisions: recent recommendations per group.
+    """What the policy remembers between decisions: what the backlog asked for recently, per group.
 
-    ``recommendations[group]`` holds ``(time, workers)`` pairs from the scale-down window, only those that
-    can still be the window's maximum (each is larger than every later one), so it stays a handful of
-    entries. Treat it as opaque; round-trip it through :meth:`to_json`/:meth:`from_json`.
+    ``recommendations[group]`` holds ``(time, workers)`` pairs from the scale-down window: how many workers
+    beyond the busy ones the demand asked for at that time. Only pairs that can still be the window's
+    maximum are kept (each is larger than every later one), so it stays a handful of entries. Treat it as
+    opaque; round-trip it through :meth:`to_json`/:meth:`from_json`.
     """
 
     recommendations: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
@@ -345,11 +377,16 @@ def group_for(request: ResourceDemand, groups: Sequence[WorkerGroupSpec]) -> Wor
     )
 
 
-def workers_needed(requests: Iterable[ResourceDemand], spec: WorkerGroupSpec) -> int:
-    """How many empty workers of ``spec`` hold ``requests`` (first-fit decreasing by shape).
+def workers_needed(
+    requests: Iterable[ResourceDemand],
+    spec: WorkerGroupSpec,
+    rooms: Iterable[tuple[float, float, float]] = (),
+) -> int:
+    """How many new workers of ``spec`` hold ``requests`` beyond ``rooms`` (first-fit decreasing by shape).
 
-    Identical workers are tracked as (room left, how many) so a backlog of thousands of tasks costs a few
-    steps per distinct shape, not per task.
+    ``rooms`` is the (cpus, gpus, memory) left on workers that already exist and stay anyway. Identical
+    workers are tracked as (room left, how many) so a backlog of thousands of tasks costs a few steps per
+    distinct shape, not per task.
     """
     memory_cap = spec.memory_per_worker if spec.memory_per_worker > 0 else math.inf
     full = (float(spec.cpus_per_worker), float(spec.gpus_per_worker), float(memory_cap))
@@ -359,6 +396,8 @@ def workers_needed(requests: Iterable[ResourceDemand], spec: WorkerGroupSpec) ->
             key = (r.gpus, r.cpus, r.memory)
             merged[key] = merged.get(key, 0) + r.count
     bins: dict[tuple[float, float, float], int] = {}
+    for room in rooms:
+        bins[room] = bins.get(room, 0) + 1
     total = 0
 
     def per_bin(room: tuple[float, float, float], gpus: float, cpus: float, memory: float) -> int:
@@ -416,6 +455,16 @@ def _describe(requests: Sequence[ResourceDemand]) -> str:
     return text + (f", {gpus:g} GPU" if gpus else "")
 
 
+def _room(worker: Worker, spec: WorkerGroupSpec) -> tuple[float, float, float]:
+    """Room left on a busy worker; what Ray did not report is taken as used (memory unconstrained: room)."""
+    memory: float
+    if spec.memory_per_worker == 0:
+        memory = math.inf
+    else:
+        memory = worker.free_memory or 0.0
+    return (worker.free_cpus or 0.0, worker.free_gpus or 0.0, memory)
+
+
 def _removal_order(worker: Worker) -> tuple[int, float, str]:
     # Pending pods first (they are not capacity), the longest-waiting first; then the longest-idle worker.
     if worker.pending:
@@ -424,30 +473,18 @@ def _removal_order(worker: Worker) -> tuple[int, float, str]:
     return (1, idle_since, worker.id)
 
 
-def decide(
-    now: float,
-    groups: Sequence[WorkerGroupSpec],
-    workers: Iterable[Worker],
-    queue: QueueSnapshot,
-    demand: Iterable[ResourceDemand],
-    config: PolicyConfig,
-    state: PolicyState,
-) -> tuple[list[Decision], PolicyState]:
-    """One decision per group (in the order of ``groups``), and the state to pass to the next call.
+def _shape(shape: ResourceDemand, count: int) -> ResourceDemand:
+    return ResourceDemand(cpus=shape.cpus, gpus=shape.gpus, memory=shape.memory, count=count)
 
-    Each group's *need* is the most that any signal asks for: its busy workers plus new workers for Ray's
-    pending demand; the Airflow tasks (queued + scheduled + running) packed as ``PolicyConfig`` task shapes;
-    the pre-warm demand when the next DAG run is near. The signals overlap (a queued Airflow task becomes
-    Ray demand once it starts), so they are not added. Growth is immediate; shrinking goes only to the
-    highest need seen in the scale-down window, and never below the busy workers.
-    """
+
+def _validate(groups: Sequence[WorkerGroupSpec], workers: Sequence[Worker], now: float) -> None:
     _require(_finite(now), f"now={now!r}; pass the current time in seconds (a finite number)")
-    groups = list(groups)
-    names = [g.name for g in groups]
     _require(bool(groups), "groups is empty; pass one WorkerGroupSpec per Ray worker group")
+    for g in groups:
+        _require(isinstance(g, WorkerGroupSpec), f"groups has {g!r}; pass WorkerGroupSpec objects")
+    names = [g.name for g in groups]
     dupes = sorted({n for n in names if names.count(n) > 1})
     _require(not dupes, f"groups has duplicate names {dupes}; give each WorkerGroupSpec a unique name")
-    workers = list(workers)
     ids = [w.id for w in workers]
     dup_ids = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
     _require(not dup_ids, f"workers has duplicate ids {dup_ids}; pass each pod once")
@@ -457,68 +494,100 @@ def decide(
             f"Worker {w.id!r} is in group {w.group!r}, which is not in groups {names}; "
             "pass that group's WorkerGroupSpec or leave the worker out",
         )
-    demand = [d for d in demand if d.count > 0]
+
+
+def decide(
+    now: float,
+    groups: Sequence[WorkerGroupSpec],
+    workers: Iterable[Worker],
+    queue: QueueSnapshot | Sequence[QueueSnapshot],
+    demand: Iterable[ResourceDemand] | None,
+    config: PolicyConfig,
+    state: PolicyState,
+) -> tuple[list[Decision], PolicyState]:
+    """One decision per group (in the order of ``groups``), and the state to pass to the next call.
+
+    A group's *need* is its busy workers plus the new workers that the waiting work fills after the room
+    left on the busy ones: Ray's pending demand in full, plus Airflow's backlog (queued + scheduled tasks,
+    which Ray has not seen yet) beyond ``backlog_grace_workers``. Pass ``demand=None`` when Ray's demand
+    cannot be read: then all of Airflow's tasks, running ones included, stand in for it. Near the next DAG
+    run the need is at least the pre-warm demand. Growth is immediate, to the whole need; idle workers go
+    only once the backlog has not asked for them during the scale-down window; busy workers never go.
+    """
+    groups = list(groups)
+    workers = list(workers)
+    _validate(groups, workers, now)
     _require(isinstance(state, PolicyState), "state must be a PolicyState (PolicyState.from_json(None) to start)")
+    names = [g.name for g in groups]
+    snapshots = [queue] if isinstance(queue, QueueSnapshot) else list(queue)
+    for q in snapshots:
+        _require(isinstance(q, QueueSnapshot), f"queue has {q!r}; pass a QueueSnapshot or a list of them")
 
-    by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
     unplaceable: list[ResourceDemand] = []
-    for d in sorted(demand, key=lambda d: (d.gpus, d.cpus, d.memory, d.count)):
-        g = group_for(d, groups)
-        (by_group[g.name] if g else unplaceable).append(d)
 
-    airflow_by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
-    airflow_tasks = queue.backlog + queue.running
-    shape = config.task_demand
-    if shape is not None and airflow_tasks:
-        g = group_for(shape, groups)
-        if g is not None:
-            airflow_by_group[g.name].append(
-                ResourceDemand(cpus=shape.cpus, gpus=shape.gpus, memory=shape.memory, count=airflow_tasks)
-            )
+    def route(requests: Iterable[ResourceDemand]) -> dict[str, list[ResourceDemand]]:
+        out: dict[str, list[ResourceDemand]] = {n: [] for n in names}
+        for d in sorted(requests, key=lambda d: (d.gpus, d.cpus, d.memory, d.count)):
+            if d.count:
+                g = group_for(d, groups)
+                (out[g.name] if g else unplaceable).append(d)
+        return out
 
-    prewarm_by_group: dict[str, list[ResourceDemand]] = {n: [] for n in names}
-    prewarming = (
-        queue.next_dagrun_run_after is not None
-        and config.prewarm_s > 0
-        and bool(config.prewarm_demand)
-        and queue.next_dagrun_run_after - config.prewarm_s <= now <= queue.next_dagrun_run_after
-    )
-    if prewarming:
-        for d in config.prewarm_demand:
-            g = group_for(d, groups)
-            if g is not None:
-                prewarm_by_group[g.name].append(d)
+    ray_known = demand is not None
+    pending_by_group = route(demand or ())
+    backlog: list[ResourceDemand] = []
+    for q in snapshots:
+        shape = q.task_shape or config.task_demand
+        if shape is not None:
+            # Without Ray's demand, running tasks may be waiting on Ray too: count them as backlog.
+            count = q.backlog if ray_known else q.backlog + q.running
+            backlog.append(_shape(shape, count))
+    backlog_by_group = route(backlog)
+    counts = tuple(sum(getattr(q, k) for q in snapshots) for k in ("queued", "scheduled", "running"))
+
+    runs_after = [q.next_dagrun_run_after for q in snapshots if q.next_dagrun_run_after is not None]
+    next_run = min(runs_after) if runs_after else None
+    prewarming = next_run is not None and config.prewarm_s > 0 and next_run - config.prewarm_s <= now <= next_run
+    prewarm_by_group = route(config.prewarm_demand if prewarming else ())
 
     decisions: list[Decision] = []
     new_history: dict[str, tuple[tuple[float, int], ...]] = {}
     horizon = now - config.scale_down_window_s
+    window = f"{config.scale_down_window_s:g} s"
     for spec in groups:
         mine = sorted((w for w in workers if w.group == spec.name), key=lambda w: w.id)
         current = len(mine)
         busy = sum(1 for w in mine if w.busy)
         pending = [w for w in mine if w.pending]
         idle = current - busy - len(pending)
+        why = [f"{current} worker(s): {busy} busy, {idle} idle, {len(pending)} pending"]
 
-        ray_need = busy + workers_needed(by_group[spec.name], spec)
-        airflow_need = workers_needed(airflow_by_group[spec.name], spec)
-        prewarm_need = workers_needed(prewarm_by_group[spec.name], spec)
-        need = max(ray_need, airflow_need, prewarm_need)
-
-        why: list[str] = [f"{current} worker(s): {busy} busy, {idle} idle, {len(pending)} pending"]
-        if by_group[spec.name]:
-            why.append(f"Ray demand {_describe(by_group[spec.name])} -> {ray_need} worker(s) with the busy ones")
-        if airflow_by_group[spec.name]:
+        slack = [_room(w, spec) for w in mine if w.busy]
+        ray_pending = pending_by_group[spec.name]
+        queued_work = backlog_by_group[spec.name]
+        for_ray = workers_needed(ray_pending, spec, slack)
+        for_all = workers_needed(ray_pending + queued_work, spec, slack)
+        grace = min(for_all - for_ray, config.backlog_grace_workers)
+        need = busy + for_all - grace
+        if ray_pending:
+            why.append(f"Ray pending {_describe(ray_pending)}")
+        if queued_work:
             why.append(
-                f"Airflow {queue.queued} queued + {queue.scheduled} scheduled + {queue.running} running "
-                f"task(s) -> {airflow_need}"
+                "Airflow {} queued + {} scheduled + {} running task(s)".format(*counts)
+                + ("" if ray_known else " (Ray demand unknown: all count)")
             )
-        if prewarm_need:
-            why.append(f"pre-warm for the run at {queue.next_dagrun_run_after:g} -> {prewarm_need}")
+        if ray_pending or queued_work:
+            why.append(f"need {need} = {busy} busy + {for_all} new" + (f" - {grace} grace" if grace else ""))
+        prewarm_need = workers_needed(prewarm_by_group[spec.name], spec)
+        if prewarm_need > need:
+            why.append(f"pre-warm for the DAG run at {next_run:g}: {prewarm_need}")
+            need = prewarm_need
+
         recommended = min(max(need, spec.min_workers), spec.max_workers)
         if need > spec.max_workers:
-            why.append(f"need {need} capped at max_workers={spec.max_workers}")
+            why.append(f"capped at max_workers={spec.max_workers}")
         elif need < spec.min_workers:
-            why.append(f"need {need} raised to min_workers={spec.min_workers}")
+            why.append(f"raised to min_workers={spec.min_workers}")
         stuck = [w for w in pending if now - w.started_at > config.pending_timeout_s]
         if stuck and recommended > current:
             oldest = min(stuck, key=lambda w: (w.started_at, w.id))
@@ -528,23 +597,20 @@ def decide(
             )
             recommended = max(current, spec.min_workers)
 
-        # The window keeps only entries that can still be its maximum, so entries[0] is that maximum.
+        # Remember how many workers beyond the busy ones the demand asked for. The window keeps only
+        # entries that can still be its maximum, so entries[0] is that maximum.
+        extra = max(0, recommended - busy)
         entries = [e for e in state.recommendations.get(spec.name, ()) if e[0] > horizon]
-        while entries and entries[-1][1] <= recommended:
+        while entries and entries[-1][1] <= extra:
             entries.pop()
-        entries.append((now, recommended))
+        entries.append((now, extra))
         new_history[spec.name] = tuple(entries)
-        window_max = entries[0][1]
+        kept = busy + entries[0][1]
 
-        if recommended >= current:
-            target = recommended
-        else:
-            target = min(current, window_max)
-        if target > spec.max_workers:
-            target = max(spec.max_workers, busy)
-            if busy > spec.max_workers:
-                why.append(f"{busy} busy worker(s) exceed max_workers={spec.max_workers}; waiting for them")
-        target = max(target, spec.min_workers, busy)
+        target = recommended if recommended >= current else min(current, max(kept, recommended))
+        target = max(min(target, spec.max_workers), spec.min_workers, busy)
+        if busy > spec.max_workers:
+            why.append(f"{busy} busy worker(s) exceed max_workers={spec.max_workers}; waiting for them")
 
         remove: tuple[str, ...] = ()
         if target > current:
@@ -553,12 +619,14 @@ def decide(
             removable = sorted((w for w in mine if not w.busy), key=_removal_order)
             remove = tuple(w.id for w in removable[: current - target])
             action = f"scale down {current} -> {target}, removing {', '.join(remove)}"
-            if window_max < current and recommended < current and target == window_max:
-                action += f" (need <= {window_max} for the last {config.scale_down_window_s:g} s)"
+            if current > spec.max_workers and target == spec.max_workers:
+                action += " (above max_workers)"
+            else:
+                action += f" (the backlog asked for at most {entries[0][1]} beyond the busy in the last {window})"
         elif recommended < current:
             action = (
-                f"hold {current}: need {recommended} now, but {window_max} within the last "
-                f"{config.scale_down_window_s:g} s (scale-down window)"
+                f"hold {current}: need {recommended} now, but the backlog asked for {entries[0][1]} "
+                f"beyond the {busy} busy within the last {window} (scale-down window)"
             )
         else:
             action = f"hold {current}"

@@ -135,6 +135,8 @@ class SimWorker:
             started_at=self.requested_at,
             pending=pending,
             idle_since=None if pending or self.running else self.idle_since,
+            free_cpus=None if pending else self.free_cpus,
+            free_gpus=None if pending else self.free_gpus,
         )
 
 
@@ -145,7 +147,7 @@ class View:
     now: float
     groups: Sequence[WorkerGroupSpec]
     workers: Sequence[Worker]
-    queue: QueueSnapshot
+    queue: Sequence[QueueSnapshot]
     demand: Sequence[ResourceDemand]
 
 
@@ -279,11 +281,18 @@ def simulate(
     *,
     pod_start_s: float,
     interval_s: float,
+    airflow_lead_s: float = 0.0,
     initial: Callable[[WorkerGroupSpec], int] = lambda g: g.min_workers,
 ) -> RunResult:
-    """Replay ``tasks`` with ``autoscaler`` acting every ``interval_s``; workers start ``pod_start_s`` late."""
+    """Replay ``tasks`` with ``autoscaler`` acting every ``interval_s``; workers start ``pod_start_s`` late.
+
+    Airflow sees each task ``airflow_lead_s`` before Ray does (the task is queued and its driver pod starts
+    before it submits Ray work); waits are counted from the Ray submission (``submit_s``).
+    """
     if interval_s <= 0:
         raise ValueError(f"interval_s={interval_s}; pass a decision interval > 0 seconds")
+    if airflow_lead_s < 0:
+        raise ValueError(f"airflow_lead_s={airflow_lead_s}; pass a lead >= 0 seconds")
     if pod_start_s < 0:
         raise ValueError(f"pod_start_s={pod_start_s}; pass a pod start delay >= 0 seconds")
     check_trace_fits(tasks, groups)
@@ -316,6 +325,7 @@ def simulate(
     queues: dict[tuple[float, float], deque[int]] = {}
     queued = 0
     running = 0
+    running_by_shape: dict[tuple[float, float], int] = {}
     waits: list[float] = []
     completions: list[tuple[float, int, str]] = []  # (end time, task index, worker id)
     next_arrival = 0
@@ -352,12 +362,14 @@ def simulate(
             w.free_cpus -= t.cpus
             w.free_gpus -= t.gpus
             w.running += 1
+            running_by_shape[t.shape] = running_by_shape.get(t.shape, 0) + 1
             w.idle_since = None
             waits.append(now - t.submit_s)
             heapq.heappush(completions, (now + t.duration_s, i, w.id))
 
     tick = 0.0
     n = len(tasks)
+    visible = 0  # tasks[:visible] are known to Airflow
     now = 0.0
     while next_arrival < n or queued or running:
         candidates = [tick]
@@ -376,6 +388,7 @@ def simulate(
             w.free_cpus += t.cpus
             w.free_gpus += t.gpus
             w.running -= 1
+            running_by_shape[t.shape] -= 1
             running -= 1
             if w.running == 0:
                 w.idle_since = now
@@ -392,7 +405,12 @@ def simulate(
         if now >= tick:
             if now - last_progress > STALL_S and queued:
                 raise SimulationError(f"no task started or finished for {STALL_S:g} s with {queued} queued")
-            view = _view(now, groups, live, queues, queued, running)
+            while visible < n and tasks[visible].submit_s - airflow_lead_s <= now:
+                visible += 1
+            ahead: dict[tuple[float, float], int] = {}
+            for i in range(next_arrival, visible):
+                ahead[tasks[i].shape] = ahead.get(tasks[i].shape, 0) + 1
+            view = _view(now, groups, live, queues, ahead, running_by_shape)
             for d in autoscaler.step(view):
                 scale_events += _apply(d, now, pod_start_s, live, by_id, add_worker, groups)
             live[:] = [w for w in live if w.removed_at is None]
@@ -425,15 +443,30 @@ def _view(
     groups: Sequence[WorkerGroupSpec],
     workers: Sequence[SimWorker],
     queues: dict[tuple[float, float], deque[int]],
-    queued: int,
-    running: int,
+    ahead: dict[tuple[float, float], int],
+    running: dict[tuple[float, float], int],
 ) -> View:
+    """Ray's pending demand by shape, and one Airflow snapshot per task shape (as if one pool per shape).
+
+    Airflow counts a task as queued while its driver starts (``ahead``) and as running from then on, whether
+    Ray has placed its work yet or not.
+    """
     demand = [ResourceDemand(cpus=cpus, gpus=gpus, count=len(q)) for (cpus, gpus), q in sorted(queues.items()) if q]
+    snapshots = []
+    for shape in sorted(set(ahead) | {k for k, q in queues.items() if q} | {k for k, v in running.items() if v}):
+        cpus, gpus = shape
+        snapshots.append(
+            QueueSnapshot(
+                queued=ahead.get(shape, 0),
+                running=len(queues.get(shape, ())) + running.get(shape, 0),
+                task_shape=ResourceDemand(cpus=cpus, gpus=gpus),
+            )
+        )
     return View(
         now=now,
         groups=groups,
         workers=[w.view(now) for w in workers],
-        queue=QueueSnapshot(queued=queued, scheduled=0, running=running),
+        queue=snapshots,
         demand=demand,
     )
 
@@ -506,6 +539,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--window-s", type=float, default=PolicyConfig.scale_down_window_s, help="our policy's scale_down_window_s"
     )
+    p.add_argument(
+        "--airflow-lead-s",
+        type=float,
+        default=30.0,
+        help="how long Airflow sees a task (queued, driver pod starting) before Ray sees its demand",
+    )
+    p.add_argument(
+        "--backlog-grace-workers",
+        type=int,
+        default=PolicyConfig.backlog_grace_workers,
+        help="our policy's backlog_grace_workers",
+    )
     p.add_argument("--idle-timeout-s", type=float, default=60.0, help="idle_timeout baseline: idleTimeoutSeconds")
     return p
 
@@ -513,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("pod_start_s", "window_s", "idle_timeout_s"):
+    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s"):
         if getattr(args, name) < 0 or not math.isfinite(getattr(args, name)):
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: pass seconds >= 0")
     if args.interval_s <= 0:
@@ -526,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             groups.append(
                 WorkerGroupSpec("gpu", args.gpu_min, args.gpu_max, args.gpu_worker_cpus, args.gpu_worker_gpus)
             )
-        config = PolicyConfig(scale_down_window_s=args.window_s, cpus_per_task=0.0)
+        config = PolicyConfig(scale_down_window_s=args.window_s, backlog_grace_workers=args.backlog_grace_workers)
         tasks = load_trace(args.trace)
         check_trace_fits(tasks, groups)
     except ValueError as e:
@@ -541,6 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": len(tasks),
         "pod_start_s": args.pod_start_s,
         "interval_s": args.interval_s,
+        "airflow_lead_s": args.airflow_lead_s,
+        "window_s": args.window_s,
+        "backlog_grace_workers": args.backlog_grace_workers,
+        "idle_timeout_s": args.idle_timeout_s,
         "groups": [
             {
                 "name": g.name,
@@ -555,7 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     for name, (autoscaler, initial) in runs.items():
         result = simulate(
-            tasks, groups, autoscaler, pod_start_s=args.pod_start_s, interval_s=args.interval_s, initial=initial
+            tasks,
+            groups,
+            autoscaler,
+            pod_start_s=args.pod_start_s,
+            interval_s=args.interval_s,
+            airflow_lead_s=args.airflow_lead_s,
+            initial=initial,
         )
         out["policies"][name] = result.to_json()
     json.dump(out, sys.stdout)
