@@ -87,7 +87,7 @@ GROUPS_SCHEMA: dict[str, Any] = {
         "cpus_per_task": Param(1, type="number", minimum=0, description="CPUs one queued Airflow task needs."),
         "interval_s": Param(15, type="number", minimum=1, maximum=600, description="Seconds between cycles."),
         "run_for_s": Param(
-            86_100, type="number", minimum=60, description="How long one run sizes the pool (default < 1 day)."
+            86_100, type="number", minimum=10, description="How long one run sizes the pool (default < 1 day)."
         ),
     },
     doc_md=__doc__,

@@ -1,4 +1,5 @@
-"""The REST-API queue reader against Airflow's real API app (SimpleAuthManager, SQLite, served by uvicorn).
+"""The REST-API queue reader against Airflow's real API app (SimpleAuthManager, SQLite, served by uvicorn),
+and the ray_pool_autoscaler DAG end to end: its sensor reads that queue and resizes a real local Ray cluster.
 
 The app runs in its own process with its own AIRFLOW_HOME, because Airflow reads its configuration once
 per process. The fixture puts task instances into known states with the ORM (that is test set-up, the
@@ -13,15 +14,18 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from mlk8s_airflow.hooks.airflow_api import AirflowApiError, AirflowApiHook
 
+pytest_plugins = ["tests.integration.ray_fixtures"]
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
 
 DAG_FILE = textwrap.dedent(
@@ -104,7 +108,7 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "AIRFLOW__CORE__AUTH_MANAGER": (
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reader:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reader:viewer,operator:op",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API_AUTH__JWT_SECRET": "test-secret-" + "x" * 64,
     }
@@ -127,7 +131,12 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 raise RuntimeError(f"API server did not start: {(home / 'api.log').read_text()[-3000:]}")
             time.sleep(0.5)
         passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        yield {"base": base, "login": "reader", "password": passwords["reader"]}
+        yield {
+            "base": base,
+            "login": "reader",
+            "password": passwords["reader"],
+            "operator_password": passwords["operator"],
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -177,3 +186,90 @@ def test_expired_token_is_renewed(monkeypatch: pytest.MonkeyPatch, airflow_api: 
     hook.count_task_instances("ray", ["queued"])
     hook._token = "not-a-valid-token"
     assert hook.count_task_instances("ray", ["queued"]) == {"queued": 3}
+
+
+# --- the DAG end to end (last in this module: it changes the "other" pool's task states) ----------------------
+
+
+def _set_state(api: dict[str, str], run_id: str, task_id: str, state: str) -> None:
+    token = httpx.post(
+        f"{api['base']}/auth/token", json={"username": "operator", "password": api["operator_password"]}
+    ).json()["access_token"]
+    response = httpx.patch(
+        f"{api['base']}/api/v2/dags/ray_pool_queue/dagRuns/{run_id}/taskInstances/{task_id}",
+        json={"new_state": state},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.ray
+def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
+    monkeypatch: pytest.MonkeyPatch, airflow_api: dict[str, str], airflow_db: Path, ray_cluster: Any
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from mlk8s_airflow.actuators.local import register_cluster, unregister_cluster
+    from mlk8s_airflow.sensors.ray_pool import HISTORY_XCOM_KEY
+
+    conn = {"conn_type": "http", "host": airflow_api["base"], "login": "reader", "password": airflow_api["password"]}
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT", json.dumps(conn))
+    host, port = ray_cluster.address.rsplit(":", 1)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RAY_DEFAULT", json.dumps({"conn_type": "generic", "host": host, "port": int(port)})
+    )
+    register_cluster(ray_cluster)
+    before = set(ray_cluster.worker_ids())
+    drained = threading.Event()
+
+    def drain_when_the_worker_is_up() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(ray_cluster.worker_ids()) - before:
+            time.sleep(0.5)
+        for run_id in ("r1", "r2"):  # the two queued tasks of pool "other" finish
+            _set_state(airflow_api, run_id, "elsewhere", "success")
+        drained.set()
+
+    helper = threading.Thread(target=drain_when_the_worker_is_up, daemon=True)
+    helper.start()
+    dag = DagBag(str(Path(__file__).resolve().parents[2] / "dags" / "ray_pool_autoscaler.py")).dags[
+        "ray_pool_autoscaler"
+    ]
+    try:
+        dr = dag.test(
+            run_conf={
+                "actuator": "local",
+                "groups": [{"name": "big", "min_workers": 0, "max_workers": 1, "cpus_per_worker": 2}],
+                "queue_pool": "other",
+                "cpus_per_task": 2,
+                "scale_down_window_s": 4,
+                "interval_s": 1,
+                "run_for_s": 25,
+            }
+        )
+        helper.join(timeout=5)
+    finally:
+        for extra in set(ray_cluster.worker_ids()) - before:
+            ray_cluster.remove_worker(extra, force=True)
+        unregister_cluster(ray_cluster)
+
+    assert drained.is_set()
+    ti = next(t for t in dr.get_task_instances() if t.task_id == "size_ray_pool")
+    assert str(ti.state) == "success"
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id="ray_pool_autoscaler", run_id=dr.run_id, task_id="size_ray_pool", key=HISTORY_XCOM_KEY)
+            .one()
+        )
+        history = XComModel.deserialize_value(row)
+    sizes = [(p["queued"], p["pool"], p["target"]) for p in history]
+    # Two queued tasks of 2 CPUs -> one 2-CPU worker at once (max 1); after they drain and the window passes,
+    # the idle worker is removed.
+    assert sizes[0] == (2, 0, 1), history[0]
+    assert (0, 1, 0) in sizes, sizes
+    assert sizes[-1] == (0, 0, 0), sizes
+    assert any("scale down 1 -> 0" in p["reason"] for p in history)
+    assert set(ray_cluster.worker_ids()) == before
