@@ -1,4 +1,4 @@
-"""The Dockerfile builds the image the Helm values name (no Docker engine here: it is checked, not built)."""
+"""The Dockerfile agrees with the pins and the package layout (no Docker engine here: checked, not built)."""
 
 from __future__ import annotations
 

@@ -105,3 +105,36 @@ def test_kpo_needs_only_what_the_worker_role_grants(k8s_server: MockKubeServer, 
     assert ("", "pods/exec", "create") in needed and ("", "events", "list") in needed
     denied = [n for n in needed if not rbac_allows(role["rules"], *n)]
     assert denied == []
+
+
+def test_deferrable_kpo_runs_through_its_trigger_within_the_triggerer_role(
+    k8s_server: MockKubeServer, kpo_context: dict[str, Any]
+) -> None:
+    """Deferrable mode: the trigger (kubernetes_asyncio, as in the triggerer) polls the mock server too."""
+    import asyncio
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from tests.unit.k8s.manifests import load_all, rbac_allows, request_to_rbac
+
+    k8s_server.script_pod({"task_id": "train"}, logs=["epoch 1"] * 15, exit_code=0, line_interval_s=0.1)
+    op = _operator(deferrable=True, poll_interval=0.1, logging_interval=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(kpo_context)
+    before = len(k8s_server.requests)
+
+    async def first_event() -> Any:
+        async for event in deferred.value.trigger.run():
+            return event
+        return None
+
+    event = asyncio.run(first_event())
+    assert event.payload["status"] == "success"
+    trigger_requests = k8s_server.requests[before:]
+    assert trigger_requests, "the trigger made no request"
+    role = next(d for d in load_all("rbac.yaml") if d["kind"] == "Role" and d["metadata"]["name"] == "mlk8s-triggerer")
+    needed = {request_to_rbac(r.method, r.path, r.query) for r in trigger_requests}
+    assert {("", "pods", "get"), ("", "pods/log", "get")} <= needed
+    assert [n for n in needed if not rbac_allows(role["rules"], *n)] == []
+    getattr(op, deferred.value.method_name)(kpo_context, event.payload)  # logs and cleanup, as on resume
+    assert k8s_server.get("pods", event.payload["name"], NS) is None
