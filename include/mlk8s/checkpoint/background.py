@@ -66,6 +66,8 @@ class BackgroundWriter:
             raise self._error
 
     def _run(self) -> None:
+        # Normal priority on purpose: a niced writer starves on a busy node, commits fall behind, and a SIGKILL
+        # then loses more than one interval of work (seen in benchmarks/training_lost_work.py).
         while True:
             with self._cond:
                 while self._commit is None and self._heartbeat is None and not self._closed:

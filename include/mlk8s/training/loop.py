@@ -358,7 +358,10 @@ class Trainer:
             self.device,
             self.store.generation,
         )
+        started = time.perf_counter()
         status = self._train(step, epoch, position)
+        #: Wall time and steps of the step loop alone (benchmarks compare it with a hand-written loop).
+        self.loop_seconds = time.perf_counter() - started
         if status is not None:
             return status
         return self._finish()
@@ -385,6 +388,8 @@ class Trainer:
         model, optimizer, scheduler, scaler, task = self.model, self.optimizer, self.scheduler, self.scaler, self.task
         bs = cfg.batch_size
         model.train()
+        first_step = step + 1
+        self.loop_samples = 0
         self._last_commit_time = time.monotonic()
         running_loss = torch.zeros((), device=self.device)
         window_steps = 0
@@ -415,6 +420,9 @@ class Trainer:
                     scheduler.step()
                 step += 1
                 position += 1
+                self.loop_samples += len(indices)
+                if step == first_step:
+                    log.info("mlk8s: first step done step=%d", step)
                 running_loss += loss.detach().float()
                 window_steps += 1
                 window_samples += len(indices)

@@ -1,0 +1,80 @@
+"""Checkpoint overhead: training wall time with checkpoints at the default interval vs with none.
+
+Both variants run the built-in example task with default flags in this process, alternating, several times;
+the figure is the median of the paired ratios (robust to a neighbour stealing the CPU for one run).
+Target: at most 2% slower. Prints one JSON object; exits 1 if the target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+TARGET_OVERHEAD = 0.02
+PAIRS = 7
+
+
+def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, int]:
+    from mlk8s.training.example import ClassifierTask
+    from mlk8s.training.loop import TrainConfig, Trainer
+
+    cfg = TrainConfig(checkpoint_uri=str(root / name / "ckpt"), output_uri=str(root / name / "out"))
+    if not checkpoints:
+        cfg = replace(cfg, checkpoint_every_steps=0, checkpoint_every_epochs=0, heartbeat_seconds=1e9)
+    trainer = Trainer(cfg, ClassifierTask)
+    trainer.prepare()
+    started = time.perf_counter()
+    outcome = trainer.run()
+    elapsed = time.perf_counter() - started
+    assert outcome.exit_code == 0, outcome
+    committed = len(list((root / name / "ckpt").glob("ckpt-*")))
+    return elapsed, committed
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING)
+    from mlk8s.training.loop import TrainConfig
+
+    defaults = TrainConfig(checkpoint_uri="", output_uri="")
+    with_s: list[float] = []
+    without_s: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
+        root = Path(tmp)
+        run_once(root, "warmup", True)
+        for i in range(PAIRS):
+            order = (True, False) if i % 2 == 0 else (False, True)
+            for checkpoints in order:
+                elapsed, _ = run_once(root, f"{i}-{checkpoints}", checkpoints)
+                (with_s if checkpoints else without_s).append(elapsed)
+        kept = len(list((root / "0-True" / "ckpt").glob("ckpt-*")))
+    ratios = [a / b for a, b in zip(with_s, without_s)]
+    overhead = statistics.median(ratios) - 1.0
+    checkpoints_per_run = defaults.epochs + defaults.epochs * 45 // defaults.checkpoint_every_steps
+    report = {
+        "figure": "training checkpoint overhead",
+        "measured_with_checkpoints_s": statistics.median(with_s),
+        "baseline_without_checkpoints_s": statistics.median(without_s),
+        "ratio": statistics.median(ratios),
+        "overhead": overhead,
+        "overhead_min_vs_min": min(with_s) / min(without_s) - 1.0,
+        "paired_ratios": ratios,
+        "target_overhead_at_most": TARGET_OVERHEAD,
+        "checkpoint_every_steps": defaults.checkpoint_every_steps,
+        "checkpoint_every_epochs": defaults.checkpoint_every_epochs,
+        "checkpoints_committed_per_run_approx": checkpoints_per_run,
+        "checkpoints_kept": kept,
+        "epochs": defaults.epochs,
+        "ok": overhead <= TARGET_OVERHEAD,
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
