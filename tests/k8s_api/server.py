@@ -433,8 +433,11 @@ class MockKubeServer:
                 return None
             new = copy.deepcopy(pod)
             mutate(new)
-            self._write(self._types[("", "v1", "pods")], new, "MODIFIED")
-            return new
+            stored = self._stamp(new, pod)
+            # Binding and status writes are not spec changes a client made: generation stays.
+            stored["metadata"]["generation"] = pod["metadata"].get("generation", 1)
+            self._write(self._types[("", "v1", "pods")], stored, "MODIFIED")
+            return copy.deepcopy(stored)
 
     def _record_event(
         self, pod: Obj, reason: str, message: str, kind: str = "Normal", component: str = "kubelet"

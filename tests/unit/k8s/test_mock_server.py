@@ -467,3 +467,27 @@ def test_bearer_token_is_required_when_configured() -> None:
         with pytest.raises(ApiException) as info:
             client.CoreV1Api(client.ApiClient(cfg)).list_namespaced_pod(NS)
         assert info.value.status == 401
+
+
+def test_delete_preconditions_tail_lines_and_oom(k8s_server: MockKubeServer, core: client.CoreV1Api) -> None:
+    k8s_server.script_pod(
+        "work", logs=["a", "b", "c"], exit_code=137, termination_reason="OOMKilled", termination_message="oom"
+    )
+    pod = core.create_namespaced_pod(NS, pod_body())
+    done = wait_for(lambda: (p := core.read_namespaced_pod("work-1", NS)).status.phase == "Failed" and p)
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason, terminated.message) == (137, "OOMKilled", "oom")
+
+    def log(**kw: Any) -> bytes:
+        return core.read_namespaced_pod_log("work-1", NS, _preload_content=False, **kw).data
+
+    assert log(tail_lines=2) == b"b\nc\n"
+    assert log(since_seconds=3600) == b"a\nb\nc\n"
+    assert log() == b"a\nb\nc\n"
+    stale = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=pod.metadata.resource_version))
+    with pytest.raises(ApiException) as info:
+        core.delete_namespaced_pod("work-1", NS, body=stale)
+    assert info.value.status == 409
+    fresh = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
+    assert core.delete_namespaced_pod("work-1", NS, body=fresh).metadata.deletion_timestamp is not None
+    assert phase(core, "work-1") == "<gone>"
