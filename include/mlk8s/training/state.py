@@ -111,11 +111,52 @@ def encode(model_state: dict[str, torch.Tensor], rest: dict[str, Any]) -> tuple[
     return tensors, skeleton
 
 
-def serialize(tensors: dict[str, torch.Tensor], skeleton: Any) -> dict[str, bytes]:
-    """The checkpoint's files; runs in the writer thread (it is the slow part)."""
+_SAFETENSORS_DTYPES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """The safetensors file for CPU tensors, built with one join instead of per-tensor conversions.
+
+    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape, byte offsets)
+    padded to 8 bytes, then the raw bytes. It runs on the writer thread, and doing it this way keeps that
+    thread off the GIL (the step thread needs it) for all but a few hundred microseconds per checkpoint.
+    Files are read back with the official ``safetensors`` loader; other dtypes fall back to its writer.
+    """
+    import torch
     from safetensors.torch import save
 
-    return {TENSORS_FILE: save(tensors), JSON_FILE: json.dumps(skeleton, sort_keys=True).encode()}
+    header: dict[str, Any] = {}
+    parts: list[Any] = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        dtype = _SAFETENSORS_DTYPES.get(str(t.dtype).removeprefix("torch."))
+        if dtype is None or t.device.type != "cpu" or not t.is_contiguous():
+            return save(tensors)
+        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        parts.append(raw)
+        offset += size
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    return b"".join([len(head).to_bytes(8, "little"), head, *parts])
+
+
+def serialize(tensors: dict[str, torch.Tensor], skeleton: Any) -> dict[str, bytes]:
+    """The checkpoint's files; runs in the writer thread."""
+    return {TENSORS_FILE: safetensors_bytes(tensors), JSON_FILE: json.dumps(skeleton, sort_keys=True).encode()}
 
 
 def deserialize(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
