@@ -282,12 +282,14 @@ def simulate(
     pod_start_s: float,
     interval_s: float,
     airflow_lead_s: float = 0.0,
+    dagrun_schedule: tuple[float, float] | None = None,
     initial: Callable[[WorkerGroupSpec], int] = lambda g: g.min_workers,
 ) -> RunResult:
     """Replay ``tasks`` with ``autoscaler`` acting every ``interval_s``; workers start ``pod_start_s`` late.
 
     Airflow sees each task ``airflow_lead_s`` before Ray does (the task is queued and its driver pod starts
     before it submits Ray work); waits are counted from the Ray submission (``submit_s``).
+    ``dagrun_schedule`` (first run, period) is what Airflow's next_dagrun_run_after reports to the policy.
     """
     if interval_s <= 0:
         raise ValueError(f"interval_s={interval_s}; pass a decision interval > 0 seconds")
@@ -410,7 +412,11 @@ def simulate(
             ahead: dict[tuple[float, float], int] = {}
             for i in range(next_arrival, visible):
                 ahead[tasks[i].shape] = ahead.get(tasks[i].shape, 0) + 1
-            view = _view(now, groups, live, queues, ahead, running_by_shape)
+            next_run = None
+            if dagrun_schedule is not None:
+                first, period = dagrun_schedule
+                next_run = first if now < first else first + (math.floor((now - first) / period) + 1) * period
+            view = _view(now, groups, live, queues, ahead, running_by_shape, next_run)
             for d in autoscaler.step(view):
                 scale_events += _apply(d, now, pod_start_s, live, by_id, add_worker, groups)
             live[:] = [w for w in live if w.removed_at is None]
@@ -445,6 +451,7 @@ def _view(
     queues: dict[tuple[float, float], deque[int]],
     ahead: dict[tuple[float, float], int],
     running: dict[tuple[float, float], int],
+    next_run: float | None = None,
 ) -> View:
     """Ray's pending demand by shape, and one Airflow snapshot per task shape (as if one pool per shape).
 
@@ -460,8 +467,11 @@ def _view(
                 queued=ahead.get(shape, 0),
                 running=len(queues.get(shape, ())) + running.get(shape, 0),
                 task_shape=ResourceDemand(cpus=cpus, gpus=gpus),
+                next_dagrun_run_after=next_run,
             )
         )
+    if not snapshots:
+        snapshots.append(QueueSnapshot(next_dagrun_run_after=next_run))
     return View(
         now=now,
         groups=groups,
@@ -505,7 +515,8 @@ def _apply(
 
 FIELDS_HELP = """\
 Output: one JSON object.
-  trace, tasks, pod_start_s, interval_s   the inputs
+  trace, tasks, pod_start_s, interval_s, airflow_lead_s, window_s, backlog_grace_workers,
+  prewarm_s, prewarm_workers, idle_timeout_s   the inputs
   groups                                  the worker groups: name, min, max, cpus, gpus per worker
   policies.<name>                         for each of: policy (ours), fixed_pool, idle_timeout
     worker_hours       sum over workers of (removed or end of run - requested) / 3600; includes pod start
@@ -551,31 +562,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=PolicyConfig.backlog_grace_workers,
         help="our policy's backlog_grace_workers",
     )
+    p.add_argument(
+        "--dagrun-period-s",
+        type=float,
+        default=None,
+        help="the DAG behind the trace runs every this many seconds (gives the policy next_dagrun_run_after)",
+    )
+    p.add_argument("--dagrun-first-s", type=float, default=0.0, help="time of its first run (with --dagrun-period-s)")
+    p.add_argument("--prewarm-s", type=float, default=0.0, help="our policy pre-warms this long before each run")
+    p.add_argument("--prewarm-workers", type=int, default=0, help="CPU workers to have ready for each run")
     p.add_argument("--idle-timeout-s", type=float, default=60.0, help="idle_timeout baseline: idleTimeoutSeconds")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s"):
-        if getattr(args, name) < 0 or not math.isfinite(getattr(args, name)):
-            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: pass seconds >= 0")
-    if args.interval_s <= 0:
-        parser.error(f"--interval-s={args.interval_s}: pass seconds > 0")
-    try:
-        groups = [
-            WorkerGroupSpec("cpu", args.cpu_min, args.cpu_max, args.cpu_worker_cpus),
-        ]
-        if args.gpu_max > 0:
-            groups.append(
-                WorkerGroupSpec("gpu", args.gpu_min, args.gpu_max, args.gpu_worker_cpus, args.gpu_worker_gpus)
-            )
-        config = PolicyConfig(scale_down_window_s=args.window_s, backlog_grace_workers=args.backlog_grace_workers)
-        tasks = load_trace(args.trace)
-        check_trace_fits(tasks, groups)
-    except ValueError as e:
-        parser.error(str(e))
+def groups_from_args(args: argparse.Namespace) -> list[WorkerGroupSpec]:
+    groups = [WorkerGroupSpec("cpu", args.cpu_min, args.cpu_max, args.cpu_worker_cpus)]
+    if args.gpu_max > 0:
+        groups.append(WorkerGroupSpec("gpu", args.gpu_min, args.gpu_max, args.gpu_worker_cpus, args.gpu_worker_gpus))
+    return groups
+
+
+def config_from_args(args: argparse.Namespace) -> PolicyConfig:
+    prewarm: tuple[ResourceDemand, ...] = ()
+    if args.prewarm_workers > 0:
+        prewarm = (ResourceDemand(cpus=args.cpu_worker_cpus, count=args.prewarm_workers),)
+    return PolicyConfig(
+        scale_down_window_s=args.window_s,
+        backlog_grace_workers=args.backlog_grace_workers,
+        prewarm_s=args.prewarm_s,
+        prewarm_demand=prewarm,
+    )
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the three policies on ``args.trace``; the JSON object that ``main`` prints (see FIELDS_HELP)."""
+    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s", "prewarm_s"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"--{name.replace('_', '-')}={value}: pass seconds >= 0")
+    if args.interval_s <= 0 or not math.isfinite(args.interval_s):
+        raise ValueError(f"--interval-s={args.interval_s}: pass seconds > 0")
+    if args.dagrun_period_s is not None and args.dagrun_period_s <= 0:
+        raise ValueError(f"--dagrun-period-s={args.dagrun_period_s}: pass seconds > 0, or leave it out")
+    if args.prewarm_workers < 0:
+        raise ValueError(f"--prewarm-workers={args.prewarm_workers}: pass a count >= 0")
+    groups = groups_from_args(args)
+    config = config_from_args(args)
+    tasks = load_trace(args.trace)
+    check_trace_fits(tasks, groups)
+    schedule = None
+    if args.dagrun_period_s is not None:
+        schedule = (args.dagrun_first_s, args.dagrun_period_s)
     runs: dict[str, tuple[Autoscaler, Callable[[WorkerGroupSpec], int]]] = {
         "policy": (PolicyAutoscaler(config), lambda g: g.min_workers),
         "fixed_pool": (FixedPool(), lambda g: g.max_workers),
@@ -589,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "airflow_lead_s": args.airflow_lead_s,
         "window_s": args.window_s,
         "backlog_grace_workers": args.backlog_grace_workers,
+        "prewarm_s": args.prewarm_s,
+        "prewarm_workers": args.prewarm_workers,
         "idle_timeout_s": args.idle_timeout_s,
         "groups": [
             {
@@ -610,9 +649,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             pod_start_s=args.pod_start_s,
             interval_s=args.interval_s,
             airflow_lead_s=args.airflow_lead_s,
+            dagrun_schedule=schedule,
             initial=initial,
         )
         out["policies"][name] = result.to_json()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        out = report(args)
+    except ValueError as e:  # TraceError and PolicyInputError included: bad input, named, before any work
+        parser.error(str(e))
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0
