@@ -1,0 +1,1 @@
+"""UI additions of the mlk8s plugin (served by Airflow's API server)."""
