@@ -141,7 +141,8 @@ class LocalRayCluster:
         dashboard: bool = False,
         object_store_bytes: int = DEFAULT_OBJECT_STORE_BYTES,
         startup_timeout_s: float = 90.0,
-        stop_grace_s: float = 35.0,
+        stop_grace_s: float = 20.0,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.temp_dir = Path(temp_dir).absolute()
         if len(str(self.temp_dir)) > MAX_TEMP_DIR_LEN:
@@ -161,6 +162,7 @@ class LocalRayCluster:
         self.object_store_bytes = object_store_bytes
         self.startup_timeout_s = startup_timeout_s
         self.stop_grace_s = stop_grace_s
+        self.drain_timeout_s = drain_timeout_s
         self.dashboard_port: int | None = None
         self._address: str | None = None
         self._nodes: dict[str, RayNode] = {}
@@ -282,16 +284,16 @@ class LocalRayCluster:
         return self._gcs_nodes()
 
     def stop(self) -> None:
-        """Stop every node this helper started (workers first, then the head); safe to call twice."""
-        workers = [n for n in self._nodes.values() if not n.head]
-        heads = [n for n in self._nodes.values() if n.head]
-        for node in workers:
+        """Stop every node this helper started, all at once; safe to call twice."""
+        nodes = list(self._nodes.values())
+        for node in nodes:
             with contextlib.suppress(ProcessLookupError):
                 node.process.send_signal(signal.SIGTERM)
-        for node in workers:
-            self._stop_node(node, force=False)
-        for node in heads:
-            self._stop_node(node, force=False)
+        deadline = time.monotonic() + self.stop_grace_s
+        for node in nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            self._kill_group(node.process)
         self._nodes.clear()
         if self._address is not None:
             logger.info("ray cluster stopped: address=%s", self._address)
@@ -329,6 +331,8 @@ class LocalRayCluster:
         env.setdefault("RAY_health_check_period_ms", "1000")
         env.setdefault("RAY_health_check_timeout_ms", "1000")
         env.setdefault("RAY_health_check_failure_threshold", "3")
+        # How long a SIGTERMed node waits for its running tasks (Ray's default is 30 s).
+        env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = str(self.drain_timeout_s)
         return env
 
     def _launch(

@@ -93,7 +93,11 @@ def write_part(table: pa.Table, output_uri: str, attempt_id: str, input_rows: in
 
 
 def content_hash(parts: list[Part]) -> str:
-    """One hash over the committed files' hashes, independent of the order the tasks finished in."""
+    """One hash over the committed files' hashes, independent of the order the tasks finished in.
+
+    It pins down exactly which bytes this commit holds (integrity). Two runs over the same input can
+    split rows into files differently, so compare runs by their rows, not by this hash.
+    """
     h = hashlib.sha256()
     for digest in sorted(p.sha256 for p in parts):
         h.update(digest.encode())

@@ -15,6 +15,7 @@ side channel.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -325,6 +326,8 @@ def run_pipeline(
     extra_manifest: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run on the Ray cluster this process is connected to, commit, and return the result summary."""
+    # Ray Data's usage report queries a Prometheus that pods do not have, and logs a traceback per query.
+    os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     import ray.data
 
     ctx = ray.data.DataContext.get_current()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,8 +22,13 @@ def shout(table: pa.Table, *, column: str = "text") -> pa.Table:
     return table.set_column(index, column, pc.utf8_upper(table[column]))
 
 
-def slow_identity(table: pa.Table, *, seconds: float = 0.2) -> pa.Table:
-    """A user map that takes time, so a test can kill a worker while tasks are in flight."""
+def slow_identity(table: pa.Table, *, seconds: float = 0.2, marker_dir: str | None = None) -> pa.Table:
+    """A user map that takes time, so a test can kill the worker running it while the task is in flight.
+
+    With ``marker_dir``, it first leaves a file named after its process id there: the test's cue to kill.
+    """
+    if marker_dir:
+        Path(marker_dir, f"{os.getpid()}-{uuid.uuid4().hex}").touch()
     time.sleep(seconds)
     return table
 

@@ -1,0 +1,166 @@
+"""The Ray pipeline on a real local Ray cluster (separate node processes, token auth) against the
+single-process pyarrow reference: same rows, exactly one committed copy, and the same output when a Ray
+worker process is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlk8s.preprocessing.commit import ATTEMPTS, MANIFEST, read_output
+from mlk8s.preprocessing.pipeline import run_pipeline, run_reference
+from mlk8s.preprocessing.samples import documents, write_documents
+from mlk8s.preprocessing.sources import open_input
+from mlk8s.preprocessing.spec import load_spec, parse_spec
+from mlk8s.raylocal import LocalRayCluster
+
+pytest_plugins = ["tests.integration.ray_fixtures"]
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+USER = "tests.unit.preprocessing.user_transforms"
+FEATURES_SPEC: dict[str, Any] = {
+    "steps": [
+        "html_to_text",
+        "clean_text",
+        "text_features",
+        "non_empty_text",
+        {"use": f"{USER}.keep_labels", "kind": "filter", "args": {"labels": [0, 2]}},
+    ],
+    "schema": {"fields": {"id": "string", "label": "int64", "text": "string", "n_words": "int32"}, "extra": "keep"},
+}
+
+
+def _by_id(table: pa.Table) -> list[dict[str, Any]]:
+    return sorted(table.to_pylist(), key=lambda r: r["id"])
+
+
+@pytest.fixture(scope="module")
+def parquet_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 Parquet files of 400 documents each (several blocks, so tasks run in parallel)."""
+    root = tmp_path_factory.mktemp("docs")
+    for i in range(8):
+        pq.write_table(documents(400, seed=100 + i), root / f"part-{i:02d}.parquet")
+    return root
+
+
+def test_default_pipeline_with_embeddings_equals_the_reference(ray_client: Any, tmp_path: Path) -> None:
+    docs = write_documents(tmp_path / "docs.jsonl", rows=120)
+    spec, source = load_spec(None), open_input(str(docs))
+    result = run_pipeline(spec, source, str(tmp_path / "out"))
+    got, want = read_output(str(tmp_path / "out")), run_reference(spec, source)
+
+    assert result["input_rows"] == 120
+    assert result["output_rows"] == want.num_rows == got.num_rows
+    assert result["filtered_rows"] == 120 - want.num_rows > 0
+    assert got.schema.field("embedding").type == pa.list_(pa.float32())
+    got_rows, want_rows = _by_id(got), _by_id(want)
+    for g, w in zip(got_rows, want_rows):
+        ge, we = np.array(g.pop("embedding")), np.array(w.pop("embedding"))
+        assert ge.shape == (384,)
+        np.testing.assert_allclose(ge, we, atol=2e-5)
+        assert g == w
+    # id and label pass through unchanged; no html left; every text non-empty
+    assert {r["id"]: r["label"] for r in got_rows} == {
+        r["id"]: r["label"] for r in documents(120).to_pylist() if r["id"] in {g["id"] for g in got_rows}
+    }
+    assert "html" not in got.column_names and all(r["text"] for r in got_rows)
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["rows"] == got.num_rows and manifest["content_hash"] == result["content_hash"]
+
+
+def test_features_pipeline_equals_reference_and_rerun_leaves_one_copy(
+    ray_client: Any, parquet_docs: Path, tmp_path: Path
+) -> None:
+    spec, source = parse_spec(FEATURES_SPEC), open_input(str(parquet_docs))
+    out = str(tmp_path / "out")
+    first = run_pipeline(spec, source, out)
+    want = run_reference(spec, source)
+    assert _by_id(read_output(out)) == _by_id(want)
+
+    second = run_pipeline(spec, source, out)  # the same task run again
+    got = read_output(out)
+    assert got.num_rows == want.num_rows == second["output_rows"] == first["output_rows"]
+    assert len(set(got["id"].to_pylist())) == got.num_rows
+    assert [p.name for p in (tmp_path / "out" / ATTEMPTS).iterdir()] == [second["attempt_id"]]
+    assert _by_id(got) == _by_id(want)
+
+
+def test_killing_a_ray_worker_process_mid_run_gives_the_same_output(
+    ray_client: Any, parquet_docs: Path, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    slow = {"use": f"{USER}.slow_identity", "args": {"seconds": 3.0, "marker_dir": str(markers)}}
+    spec, source = (
+        parse_spec({**FEATURES_SPEC, "steps": [*FEATURES_SPEC["steps"], slow]}),
+        open_input(str(parquet_docs)),
+    )
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = run_pipeline(spec, source, str(tmp_path / "out"))
+        except BaseException as exc:  # reported by the assertions below
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while not any(markers.iterdir()) and time.monotonic() < deadline and runner.is_alive():
+        time.sleep(0.05)
+    victim = int(next(markers.iterdir()).name.split("-")[0])  # a Ray worker, 3 s into its task's sleep
+    os.kill(victim, signal.SIGKILL)
+    runner.join(timeout=240)
+
+    assert "error" not in outcome, outcome.get("error")
+    pids = {int(p.name.split("-")[0]) for p in markers.iterdir()}
+    assert pids - {victim}, "the killed worker's task was never run again"
+    result = outcome["result"]
+    assert result["input_rows"] == 8 * 400
+    assert _by_id(read_output(str(tmp_path / "out"))) == _by_id(run_reference(spec, source))
+
+
+def test_cli_runs_against_the_cluster_named_by_ray_address(ray_cluster: LocalRayCluster, tmp_path: Path) -> None:
+    docs = write_documents(tmp_path / "docs.jsonl", rows=120)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("steps: [html_to_text, clean_text, text_features, non_empty_text]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(ray_cluster.client_env())
+    env["MLK8S_XCOM_DIR"] = str(tmp_path / "xcom")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlk8s.preprocessing",
+            "--input",
+            str(docs),
+            "--output",
+            str(tmp_path / "out"),
+            "--pipeline",
+            str(spec),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "xcom" / "return.json").read_text())
+    assert {"input_rows", "output_rows", "filtered_rows", "duration_s", "output_uri", "manifest_uri"} <= set(result)
+    assert result["input_rows"] == 120
+    assert result["output_rows"] == read_output(str(tmp_path / "out")).num_rows
+    assert result["manifest_uri"] == str(tmp_path / "out" / MANIFEST)
+    assert f"connecting to ray cluster {ray_cluster.address}" in proc.stderr
+    assert "done: input_rows=120" in proc.stderr
