@@ -117,6 +117,8 @@ class PodScript:
     unschedulable: bool = False
     #: Container the logs go to; default the first one that is not the XCom sidecar.
     container: str | None = None
+    #: After the logs the container keeps running until the pod is disrupted, finished or deleted (a Ray worker).
+    keep_running: bool = False
     #: Filled in by the server: the pod this script was played on.
     played_on: str | None = field(default=None, compare=False)
 

@@ -221,6 +221,7 @@ class MockKubeServer:
         token: str | None = None,
         step_s: float = 0.05,
         with_kuberay: bool = True,
+        kuberay_operator: bool = False,
     ) -> None:
         self.token = token
         #: Pause between the steps the kubelet plays (scheduled, started, each log line, exit).
@@ -245,6 +246,11 @@ class MockKubeServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        #: Run the mock KubeRay operator (tests/k8s_api/kuberay.py): RayClusters get head and worker pods.
+        self.kuberay_operator = kuberay_operator
+        self._reconcile_lock = threading.Lock()
+        self._reconcile_pending: set[tuple[str, str]] = set()
+        self._reconciled_generation: dict[tuple[str, str], int] = {}
         for ns in namespaces:
             self.put_object(
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}}
@@ -354,6 +360,40 @@ class MockKubeServer:
             runtime = self._runtimes[pod["metadata"]["uid"]]
             return [line for _, line in runtime.logs.get(kubelet.main_container(pod, container), [])]
 
+    def set_status(self, plural: str, name: str, namespace: str | None, status: Obj, group: str = "") -> Obj:
+        """Write an object's status as its controller would (validated, resourceVersion bumped)."""
+        rt = self.resource_type(plural, group)
+        with self._changed:
+            current = self._objects.get((rt.group, rt.plural, namespace or "", name))
+            if current is None:
+                raise not_found(rt, name)
+            new = copy.deepcopy(current)
+            new["status"] = copy.deepcopy(status)
+            return self._update(rt, current, new, "status")
+
+    # --- the mock KubeRay operator --------------------------------------------------------------------------
+
+    def reconcile_rayclusters(self) -> None:
+        """Reconcile every RayCluster now (the operator also does it in the background after each change)."""
+        for cluster in self.objects("rayclusters", group="ray.io"):
+            self._reconcile((cluster["metadata"]["namespace"], cluster["metadata"]["name"]))
+
+    def _schedule_reconcile(self, ident: tuple[str, str]) -> None:
+        if ident in self._reconcile_pending or self._stopped.is_set():
+            return
+        self._reconcile_pending.add(ident)
+        timer = threading.Timer(self.step_s, self._reconcile, args=(ident,))
+        timer.daemon = True
+        timer.start()
+
+    def _reconcile(self, ident: tuple[str, str]) -> None:
+        from tests.k8s_api import kuberay
+
+        with self._reconcile_lock:
+            self._reconcile_pending.discard(ident)
+            if not self._stopped.is_set():
+                kuberay.reconcile(self, *ident)
+
     # --- faults ---------------------------------------------------------------------------------------------
 
     def inject_fault(
@@ -437,6 +477,9 @@ class MockKubeServer:
             # Binding and status writes are not spec changes a client made: generation stays.
             stored["metadata"]["generation"] = pod["metadata"].get("generation", 1)
             self._write(self._types[("", "v1", "pods")], stored, "MODIFIED")
+            cluster = (stored["metadata"].get("labels") or {}).get("ray.io/cluster")
+            if self.kuberay_operator and cluster and stored["status"].get("phase") in ("Succeeded", "Failed"):
+                self._schedule_reconcile((namespace, cluster))
             return copy.deepcopy(stored)
 
     def _record_event(
@@ -537,7 +580,7 @@ class MockKubeServer:
                 self.emit_log(namespace, name, line, script.container)
             except KeyError:
                 return
-        if not wait(self.step_s):
+        if script.keep_running or not wait(self.step_s):
             return
         if script.disruption is not None:
             self.disrupt_pod(namespace, name, script.disruption)
@@ -581,6 +624,11 @@ class MockKubeServer:
         self._objects[key] = obj
         self._history.append((self._rv, event, rt.group, rt.plural, copy.deepcopy(obj)))
         self._changed.notify_all()
+        if self.kuberay_operator and rt.plural == "rayclusters" and rt.group == "ray.io":
+            ident = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if self._reconciled_generation.get(ident) != obj["metadata"].get("generation"):
+                self._reconciled_generation[ident] = obj["metadata"].get("generation", 1)
+                self._schedule_reconcile(ident)
 
     def _delete_object(self, rt: ResourceType, namespace: str, name: str) -> Obj:
         with self._changed:
@@ -593,6 +641,10 @@ class MockKubeServer:
             obj["metadata"]["resourceVersion"] = str(self._rv)
             obj["metadata"]["deletionTimestamp"] = kubelet.rfc3339(kubelet.now())
             self._history.append((self._rv, "DELETED", rt.group, rt.plural, copy.deepcopy(obj)))
+            if self.kuberay_operator and rt.plural == "pods":
+                cluster = (obj["metadata"].get("labels") or {}).get("ray.io/cluster")
+                if cluster:
+                    self._schedule_reconcile((namespace, cluster))
             runtime = self._runtimes.get(obj["metadata"]["uid"])
             if runtime is not None:
                 runtime.stop.set()
@@ -860,6 +912,11 @@ class MockKubeServer:
             if rt.plural == "pods" and current["status"].get("phase") == "Running":
                 self._record_event(current, "Killing", f"Stopping container {kubelet.main_container(current)}")
             deleted = self._delete_object(rt, namespace or "", name)
+        if self.kuberay_operator and rt.plural == "rayclusters" and rt.group == "ray.io":
+            from tests.k8s_api import kuberay
+
+            self._reconciled_generation.pop((namespace or "", name), None)
+            kuberay.delete_owned_pods(self, namespace or "", name)
         if rt.plural == "pods":
             return deleted
         return {

@@ -491,3 +491,69 @@ def test_delete_preconditions_tail_lines_and_oom(k8s_server: MockKubeServer, cor
     fresh = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
     assert core.delete_namespaced_pod("work-1", NS, body=fresh).metadata.deletion_timestamp is not None
     assert phase(core, "work-1") == "<gone>"
+
+
+# --- the mock KubeRay operator ---------------------------------------------------------------------------------------
+
+
+def _ray_pods(server: MockKubeServer, group: str | None = None) -> list[str]:
+    return sorted(
+        p["metadata"]["name"]
+        for p in server.objects("pods", NS)
+        if p["metadata"]["labels"].get("ray.io/cluster") == "pool"
+        and (group is None or p["metadata"]["labels"].get("ray.io/group") == group)
+        and p["status"].get("phase") == "Running"
+    )
+
+
+@pytest.mark.parametrize("autoscaling", [True, False])
+def test_kuberay_operator_follows_replicas_and_workers_to_delete(autoscaling: bool) -> None:
+    with MockKubeServer(kuberay_operator=True) as server:
+        custom = client.CustomObjectsApi(server.api_client())
+        args = ("ray.io", "v1", NS, "rayclusters")
+        body = raycluster_body()
+        body["spec"]["enableInTreeAutoscaling"] = autoscaling
+        body["spec"]["workerGroupSpecs"][0]["replicas"] = 3
+        custom.create_namespaced_custom_object(*args, body)
+        workers = wait_for(lambda: len(w := _ray_pods(server, "cpu")) == 3 and w)
+        assert len(_ray_pods(server, "headgroup")) == 1
+        pod = server.get("pods", workers[0], NS)
+        assert pod is not None and pod["metadata"]["ownerReferences"][0]["kind"] == "RayCluster"
+        status = wait_for(lambda: (c := custom.get_namespaced_custom_object(*args, "pool")).get("status") and c)[
+            "status"
+        ]
+        assert (status["desiredWorkerReplicas"], status["maxWorkerReplicas"]) == (3, 4)
+        # Remove one named (idle) worker: exactly that pod goes, in both modes.
+        victim = workers[1]
+        cluster = custom.get_namespaced_custom_object(*args, "pool")
+        patch = {
+            "metadata": {"resourceVersion": cluster["metadata"]["resourceVersion"]},
+            "spec": {
+                "workerGroupSpecs": [
+                    {
+                        **cluster["spec"]["workerGroupSpecs"][0],
+                        "replicas": 2,
+                        "scaleStrategy": {"workersToDelete": [victim]},
+                    }
+                ]
+            },
+        }
+        custom.patch_namespaced_custom_object(*args, "pool", patch)
+        left = wait_for(lambda: len(w := _ray_pods(server, "cpu")) == 2 and w)
+        assert victim not in left and set(left) < set(workers)
+        # Lower replicas without naming pods: KubeRay deletes at random only when in-tree autoscaling is off.
+        custom.patch_namespaced_custom_object(
+            *args,
+            "pool",
+            [{"op": "replace", "path": "/spec/workerGroupSpecs/0/replicas", "value": 1}],
+            _content_type=JSON_PATCH,
+        )
+        server.reconcile_rayclusters()
+        assert len(_ray_pods(server, "cpu")) == (2 if autoscaling else 1)
+        # A preempted worker is deleted and, up to replicas (1), replaced; deleting the cluster deletes its pods.
+        preempted = _ray_pods(server, "cpu")[0]
+        server.disrupt_pod(NS, preempted, "preempted")
+        wait_for(lambda: len(w := _ray_pods(server, "cpu")) == 1 and preempted not in w)
+        wait_for(lambda: server.get("pods", preempted, NS) is None)
+        custom.delete_namespaced_custom_object(*args, "pool")
+        assert _ray_pods(server) == []
