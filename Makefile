@@ -4,8 +4,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-export AIRFLOW_HOME := $(CURDIR)/.airflow
-export MLK8S_BACKEND := local
 # Pip's progress and location warnings drown the output; errors still show.
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
@@ -41,4 +39,4 @@ bench: venv
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(AIRFLOW_HOME) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .airflow .demo .pytest_cache .mypy_cache .ruff_cache

@@ -32,9 +32,11 @@ SCENARIOS: dict[str, dict] = {
         "local_disruption": {"signal": "SIGKILL", "after_log": "^ready$", "attempts": [1, 2, 3]},
     },
     "pod_bad_backend": {"arguments": ["open('/tmp/mlk8s-bad-backend-launched', 'w')"], "backend": "docker"},
+    # Exit code 2 = the pod rejected its input: failing at once, the 3 retries are not spent.
+    "pod_usage_error": {"arguments": ["import sys; print('error: --epochs must be >= 0'); sys.exit(2)"], "retries": 3},
 }
 
 for _dag_id, _kwargs in SCENARIOS.items():
     with DAG(_dag_id, schedule=None, start_date=pendulum.datetime(2025, 1, 1), catchup=False, tags=["test"]) as _dag:
-        PodTaskOperator(task_id="pod", image=IMAGE, cmds=["python", "-c"], retries=0, **_kwargs)
+        PodTaskOperator(**{"task_id": "pod", "image": IMAGE, "cmds": ["python", "-c"], "retries": 0, **_kwargs})
     globals()[_dag_id] = _dag

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from mlk8s.disruption import PodOutcome, classify_exit
 from mlk8s.podio import KPO_XCOM_DIR, RESULT_FILE, XCOM_DIR_ENV
-
 from mlk8s_airflow.backends.podspec import PodSpecError, check_pod, main_container
 
 if TYPE_CHECKING:
@@ -80,12 +79,22 @@ class LocalDisruption:
     attempts: tuple[int, ...] = (1,)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> LocalDisruption:
-        unknown = set(raw) - {"signal", "after_log", "after_s", "attempts"}
+    def from_dict(cls, raw: Mapping[str, Any]) -> LocalDisruption | None:
+        """Parse the operator's ``local_disruption`` (rendered templates included); ``None`` when disabled.
+
+        ``enabled`` may be a rendered template such as ``"{{ params.simulate_eviction }}"``.
+        """
+        unknown = set(raw) - {"enabled", "signal", "after_log", "after_s", "attempts"}
         if unknown:
             raise PodSpecError(
-                f"local_disruption has unknown keys {sorted(unknown)}: use signal, after_log, after_s, attempts."
+                f"local_disruption has unknown keys {sorted(unknown)}: use enabled, signal, after_log, after_s, "
+                "attempts."
             )
+        enabled = str(raw.get("enabled", True)).strip().lower()
+        if enabled not in ("true", "false", "1", "0", "yes", "no"):
+            raise PodSpecError(f"local_disruption.enabled is {raw.get('enabled')!r}: use true or false.")
+        if enabled in ("false", "0", "no"):
+            return None
         sig = str(raw.get("signal", "SIGTERM")).upper()
         if sig not in ("SIGTERM", "SIGKILL", "SIGINT"):
             raise PodSpecError(f"local_disruption.signal is {sig!r}: use 'SIGTERM' or 'SIGKILL'.")

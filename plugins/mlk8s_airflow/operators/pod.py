@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlk8s.disruption import OutcomeKind, PodOutcome, classify_pod_status
+from mlk8s.podio import EXIT_USAGE
 from mlk8s_airflow.backends.local import (
     LocalDisruption,
     LocalPodProcess,
@@ -54,6 +55,18 @@ class PodFailed(AirflowException):
     """The pod's own code failed; the task fails and Airflow's normal retries apply."""
 
 
+class PodRejectedInput(AirflowFailException):
+    """The pod refused its input before doing any work (exit code ``EXIT_USAGE``): a retry would fail the same
+    way, so the task fails at once without spending its retries."""
+
+
+def usage_error_message(pod_name: str, detail: str) -> str:
+    return (
+        f"Pod {pod_name} rejected its input (exit code {EXIT_USAGE}) before starting work: {detail}. "
+        "Fix the task's arguments; retrying will not help, so no retry is spent."
+    )
+
+
 def disruption_budget_left(count: int, max_disruptions: int) -> bool:
     """Whether one more relaunch is allowed after ``count`` disruptions."""
     return count <= max_disruptions
@@ -70,7 +83,7 @@ class PodTaskOperator(KubernetesPodOperator):
         "after_log": "checkpoint committed", "attempts": [1]}``); used by the demo and the chaos tests.
     """
 
-    template_fields = tuple(KubernetesPodOperator.template_fields)
+    template_fields = (*KubernetesPodOperator.template_fields, "local_disruption")
 
     def __init__(
         self,
@@ -193,6 +206,8 @@ class PodTaskOperator(KubernetesPodOperator):
             name = self.pod.metadata.name if self.pod is not None else "?"
             if outcome.kind is OutcomeKind.DISRUPTED:
                 raise PodDisrupted(outcome, name) from exc
+            if outcome.kind is OutcomeKind.FAILED and outcome.exit_code == EXIT_USAGE:
+                raise PodRejectedInput(usage_error_message(name, str(exc))) from exc
             raise
 
     def cleanup(
@@ -242,6 +257,8 @@ class PodTaskOperator(KubernetesPodOperator):
             raise AirflowException(f"task was killed while pod {spec.pod_name} ran ({result.outcome.reason})")
         if result.outcome.kind is OutcomeKind.DISRUPTED:
             raise PodDisrupted(result.outcome, spec.pod_name)
+        if result.outcome.kind is OutcomeKind.FAILED and result.returncode == EXIT_USAGE:
+            raise PodRejectedInput(usage_error_message(spec.pod_name, " / ".join(result.log_tail[-3:])))
         if result.outcome.kind is not OutcomeKind.SUCCEEDED:
             raise PodFailed(
                 f"Pod {spec.pod_name} returned a failure: {result.outcome.reason}. Last lines:\n"

@@ -105,6 +105,14 @@ def test_code_failure_is_not_relaunched(k8s_server: MockKubeServer, k8s_kubeconf
     assert spare.played_on is None
 
 
+def test_rejected_input_is_not_retried(k8s_server: MockKubeServer, k8s_kubeconfig: Path) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    k8s_server.script_pod("job", logs=["error: --epochs must be >= 0"], exit_code=2)
+    with pytest.raises(AirflowFailException, match="rejected its input"):
+        pod_op(k8s_kubeconfig).execute(context_for("job"))
+
+
 def test_oom_is_a_real_failure(k8s_server: MockKubeServer, k8s_kubeconfig: Path) -> None:
     k8s_server.script_pod("job", exit_code=137, termination_reason="OOMKilled")
     spare = k8s_server.script_pod("job", xcom={})

@@ -65,6 +65,12 @@ def test_unknown_backend_is_refused_before_launch(airflow_db: object) -> None:
     assert not marker.exists()
 
 
+def test_rejected_input_fails_without_spending_retries(airflow_db: object) -> None:
+    state, _, try_number = run_dag("pod_usage_error")
+    assert state == "failed"
+    assert try_number == 1
+
+
 def test_unknown_deployment_backend_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlk8s_airflow.config import resolve_backend
 

@@ -1,0 +1,157 @@
+"""``PreprocessingOperator``: a driver pod that runs a Ray Data pipeline on the shared Ray pool.
+
+The pod runs ``python -m mlk8s.preprocessing --input ... --output ... [--pipeline ...]`` against the Ray
+cluster named by an Airflow connection (``RAY_ADDRESS``; the KubeRay head service in a cluster, a local Ray
+cluster in the demo). Ray's token authentication stays on: the token reaches the pod from the Kubernetes Secret
+``ray_token_secret`` (locally, from the worker's ``RAY_AUTH_TOKEN``), never from DAG code, logs or XCom.
+
+Output is committed exactly once by the pod (staging + manifest written last), so the relaunch that follows
+an evicted driver, or an Airflow retry, replaces the output rather than duplicating it. Tasks join the Airflow
+pool ``ray`` by default: that queue is what the Ray pool sensor scales from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
+    convert_env_vars_or_raise_error,
+)
+from airflow.sdk import Asset, BaseOperatorLink
+from kubernetes.client import models as k8s
+
+from mlk8s_airflow.operators.pod import PodTaskOperator
+from mlk8s_airflow.placement import COMPONENT_LABEL, STATELESS, pool_affinity
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DASHBOARD_XCOM_KEY = "ray_dashboard_url"
+RAY_POOL = "ray"
+
+
+class RayDashboardLink(BaseOperatorLink):
+    """A link from the task to the Ray dashboard of the cluster its pipeline ran on."""
+
+    name = "Ray dashboard"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        url = XCom.get_value(ti_key=ti_key, key=DASHBOARD_XCOM_KEY)
+        return str(url) if url else ""
+
+
+def ray_address_from_connection(host: str | None, port: int | None, conn_id: str) -> str:
+    """``host:port`` of the Ray GCS (the KubeRay head service), as Ray's ``RAY_ADDRESS`` wants it."""
+    if not host:
+        raise ValueError(
+            f"Airflow connection {conn_id!r} has no host: set it to the Ray head, e.g. "
+            'AIRFLOW_CONN_RAY_DEFAULT=\'{"conn_type": "generic", "host": "raycluster-head-svc", "port": 6379}\'.'
+        )
+    host = host.removeprefix("ray://")
+    return f"{host}:{port or 6379}"
+
+
+def preprocessing_arguments(*, input_uri: str, output_uri: str, pipeline: str | Mapping[str, Any] | None) -> list[str]:
+    """The exec array for ``python -m mlk8s.preprocessing``; an inline pipeline dict travels as JSON."""
+    if not str(input_uri).strip():
+        raise ValueError("input_uri is empty: set it to the documents to preprocess (a path or s3://, gs:// URI).")
+    if not str(output_uri).strip():
+        raise ValueError("output_uri is empty: set it to the directory the features should be committed to.")
+    args = ["--input", str(input_uri), "--output", str(output_uri)]
+    if pipeline:
+        args += ["--pipeline", pipeline if isinstance(pipeline, str) else json.dumps(dict(pipeline), sort_keys=True)]
+    return args
+
+
+class PreprocessingOperator(PodTaskOperator):
+    """Run a Ray Data preprocessing pipeline from a driver pod.
+
+    :param input_uri: documents to read (Parquet, JSON lines, raw text/HTML; a path or pyarrow.fs URI).
+    :param output_uri: directory the output is committed to (exactly once, manifest written last).
+    :param pipeline: a pipeline spec (a dict, inline JSON, or a file/URI); ``None`` runs the default document
+        pipeline (clean text, features, embeddings, empty documents filtered out).
+    :param ray_conn_id: Airflow connection naming the Ray head (host, port; extra ``dashboard_url``).
+    :param ray_token_secret: Kubernetes Secret (key ``token``) holding the Ray auth token.
+    :param output_asset: the Airflow Asset updated when the output is committed.
+    """
+
+    template_fields = (*PodTaskOperator.template_fields, "input_uri", "output_uri", "pipeline")
+    template_fields_renderers = {**PodTaskOperator.template_fields_renderers, "pipeline": "json"}
+    operator_extra_links = (RayDashboardLink(),)
+
+    def __init__(
+        self,
+        *,
+        input_uri: str,
+        output_uri: str,
+        pipeline: str | Mapping[str, Any] | None = None,
+        ray_conn_id: str = "ray_default",
+        ray_token_secret: str = "ray-auth-token",  # noqa: S107 - the Secret's name, not a token
+        output_asset: Asset | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("cmds", ["python", "-m", "mlk8s.preprocessing"])
+        kwargs.setdefault("pool", RAY_POOL)
+        kwargs.setdefault("affinity", pool_affinity(STATELESS, required=False))
+        kwargs["labels"] = {COMPONENT_LABEL: "preprocessing", **(kwargs.get("labels") or {})}
+        if output_asset is not None:
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), output_asset]
+        super().__init__(**kwargs)
+        self.input_uri = input_uri
+        self.output_uri = output_uri
+        self.pipeline = pipeline
+        self.ray_conn_id = ray_conn_id
+        self.ray_token_secret = ray_token_secret
+        self.output_asset = output_asset
+
+    def _ray_env(self, context: Context) -> tuple[list[k8s.V1EnvVar], str | None]:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(self.ray_conn_id)
+        address = ray_address_from_connection(conn.host, conn.port, self.ray_conn_id)
+        dashboard = (conn.extra_dejson or {}).get("dashboard_url")
+        env = [
+            k8s.V1EnvVar(name="RAY_ADDRESS", value=address),
+            k8s.V1EnvVar(name="RAY_AUTH_MODE", value="token"),
+            k8s.V1EnvVar(
+                name="RAY_AUTH_TOKEN",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(name=self.ray_token_secret, key="token")
+                ),
+            ),
+            # The embedding model ships inside the image; never reach for a hub at run time.
+            k8s.V1EnvVar(name="HF_HUB_OFFLINE", value="1"),
+        ]
+        return env, dashboard
+
+    def execute(self, context: Context) -> Any:
+        self.arguments = preprocessing_arguments(
+            input_uri=self.input_uri, output_uri=self.output_uri, pipeline=self.pipeline
+        )
+        env, dashboard = self._ray_env(context)
+        names = {e.name for e in env}
+        current = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+        self.env_vars = [e for e in current if e.name not in names] + env
+        # Always pushed (empty when unknown) so the UI's link lookup finds a value rather than logging a 404.
+        context["ti"].xcom_push(key=DASHBOARD_XCOM_KEY, value=str(dashboard or ""))
+        return super().execute(context)
+
+    def on_pod_succeeded(self, context: Context, result: Any) -> Any:
+        if isinstance(result, dict):
+            self.log.info(
+                "mlk8s: preprocessing committed %s: %s rows in, %s out, %s filtered, %.1f s",
+                result.get("output_uri"),
+                result.get("input_rows"),
+                result.get("output_rows"),
+                result.get("filtered_rows"),
+                float(result.get("duration_s") or 0.0),
+            )
+            if self.output_asset is not None:
+                context["outlet_events"][self.output_asset].extra = {
+                    k: result.get(k) for k in ("output_uri", "manifest_uri", "output_rows", "content_hash")
+                }
+        return result
