@@ -30,8 +30,8 @@ class QueueFedLoop(RayPoolLoop):
 
     queue = QueueSnapshot()
 
-    def read_queue(self, now: float) -> QueueSnapshot:
-        return self.queue
+    def read_queue(self, now: float) -> list[QueueSnapshot]:
+        return [self.queue]
 
 
 def wait_for(predicate: Any, timeout_s: float, what: str) -> None:

@@ -27,7 +27,11 @@ _STATUS_NAMES = {0: "UNSPECIFIED", 1: "RUNNING", 2: "DEAD", 3: "IDLE", 4: "DRAIN
 
 @dataclass(frozen=True)
 class RayNodeActivity:
-    """One alive Ray node of a worker group. ``busy`` is anything but IDLE: running work, or draining."""
+    """One alive Ray node of a worker group. ``busy`` is anything but IDLE: running work, or draining.
+
+    ``free_*`` are Ray's available resources on the node: room that queued work can use before the pool
+    needs a new worker.
+    """
 
     node_id: str
     instance_id: str
@@ -36,6 +40,9 @@ class RayNodeActivity:
     busy: bool
     idle_ms: int
     ip: str
+    free_cpus: float = 0.0
+    free_gpus: float = 0.0
+    free_memory: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ def parse_cluster_state(state: Any, group_label: str = GROUP_LABEL) -> RayState:
         if not group:
             continue
         node_id = node.node_id.hex() if isinstance(node.node_id, bytes) else str(node.node_id)
+        free = dict(node.available_resources)
         nodes.append(
             RayNodeActivity(
                 node_id=node_id,
@@ -91,6 +99,9 @@ def parse_cluster_state(state: Any, group_label: str = GROUP_LABEL) -> RayState:
                 busy=node.status != _IDLE,
                 idle_ms=int(node.idle_duration_ms) if node.status == _IDLE else 0,
                 ip=node.node_ip_address,
+                free_cpus=float(free.get("CPU", 0.0)),
+                free_gpus=float(free.get("GPU", 0.0)),
+                free_memory=float(free.get("memory", 0.0)),
             )
         )
     return RayState(demand=tuple(demand), nodes=tuple(sorted(nodes, key=lambda n: n.node_id)))

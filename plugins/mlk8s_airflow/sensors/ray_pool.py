@@ -64,6 +64,7 @@ class RayPoolSensor(BaseSensorOperator):
         "actuator",
         "groups",
         "queue_pool",
+        "queue_pools",
         "ray_conn_id",
         "ray_address",
         "raycluster_name",
@@ -82,6 +83,7 @@ class RayPoolSensor(BaseSensorOperator):
         ray_conn_id: str = "ray_default",
         ray_address: str | None = None,
         queue_pool: str = "ray",
+        queue_pools: Mapping[str, Mapping[str, Any]] | None = None,
         airflow_api_conn_id: str = "airflow_api_default",
         kubernetes_conn_id: str = "kubernetes_default",
         raycluster_name: str | None = None,
@@ -103,6 +105,7 @@ class RayPoolSensor(BaseSensorOperator):
         self.ray_conn_id = ray_conn_id
         self.ray_address = ray_address
         self.queue_pool = queue_pool
+        self.queue_pools = queue_pools
         self.airflow_api_conn_id = airflow_api_conn_id
         self.kubernetes_conn_id = kubernetes_conn_id
         self.raycluster_name = raycluster_name
@@ -128,6 +131,7 @@ class RayPoolSensor(BaseSensorOperator):
             ray_address=self.ray_address or None,
             ray_conn_id=self.ray_conn_id,
             pool=self.queue_pool,
+            queue_pools={k: dict(v) for k, v in (self.queue_pools or {}).items()},
             airflow_api_conn_id=self.airflow_api_conn_id,
             kubernetes_conn_id=self.kubernetes_conn_id,
             raycluster_name=self.raycluster_name,

@@ -49,6 +49,8 @@ class RayPoolSettings:
 
     ``groups`` are :class:`~mlk8s.scaling.policy.WorkerGroupSpec` fields as dicts; ``policy`` holds
     :class:`~mlk8s.scaling.policy.PolicyConfig` fields (``prewarm_demand`` as a list of ResourceDemand dicts).
+    ``queue_pools`` maps Airflow pools to the shape of one of their tasks (``{"ray-gpu": {"cpus": 1,
+    "gpus": 1}}``) when tasks of different shapes use different pools; empty, ``pool`` is the one queue.
     """
 
     groups: tuple[Mapping[str, Any], ...]
@@ -56,6 +58,7 @@ class RayPoolSettings:
     ray_address: str | None = None
     ray_conn_id: str = "ray_default"
     pool: str = "ray"
+    queue_pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     airflow_api_conn_id: str = "airflow_api_default"
     kubernetes_conn_id: str = "kubernetes_default"
     raycluster_name: str | None = None
@@ -73,6 +76,14 @@ class RayPoolSettings:
         self.policy_config  # noqa: B018
         if not self.pool:
             raise ValueError("pool is empty; pass the Airflow pool the Ray work runs in (default 'ray')")
+        for name, shape in self.queue_pools.items():
+            try:
+                ResourceDemand(**dict(shape))
+            except TypeError as exc:
+                raise ValueError(
+                    f"queue_pools[{name!r}]={shape!r}: {exc}; give each pool the shape of one of its tasks, "
+                    "e.g. {'cpus': 1, 'gpus': 1}"
+                ) from exc
         if self.ray_address is not None and ":" not in self.ray_address:
             raise ValueError(
                 f"ray_address={self.ray_address!r}; pass the Ray GCS address as host:port "
@@ -119,6 +130,7 @@ class RayPoolSettings:
         data = asdict(self)
         data["groups"] = [dict(g) for g in self.groups]
         data["policy"] = dict(self.policy)
+        data["queue_pools"] = {k: dict(v) for k, v in self.queue_pools.items()}
         data["prewarm_dag_ids"] = list(self.prewarm_dag_ids)
         return data
 
@@ -128,15 +140,23 @@ class RayPoolSettings:
         data["groups"] = tuple(dict(g) for g in data.get("groups", ()))
         data["prewarm_dag_ids"] = tuple(data.get("prewarm_dag_ids", ()))
         data["policy"] = dict(data.get("policy") or {})
+        data["queue_pools"] = {k: dict(v) for k, v in (data.get("queue_pools") or {}).items()}
         return cls(**data)
 
 
-def join_workers(members: Sequence[Member], ray: RayState, now: float) -> list[Worker]:
+def join_workers(members: Sequence[Member], ray: RayState | None, now: float) -> list[Worker]:
     """The policy's view of each member: pending until Ray knows it, then busy or idle as Ray says.
 
     A member Ray does not know yet (a pod still starting, a node still joining) is ``pending``: it counts
-    toward the group's size but offers no capacity, and it is never mistaken for an idle worker.
+    toward the group's size but offers no capacity, and it is never mistaken for an idle worker. When Ray
+    cannot be read at all (``ray`` None), every running member is taken as busy: the pool may still grow
+    for Airflow's queue, but nothing is removed on a guess.
     """
+    if ray is None:
+        return [
+            Worker(id=m.id, group=m.group, busy=not m.pending, started_at=m.started_at, pending=m.pending)
+            for m in members
+        ]
     by_key: dict[str, RayNodeActivity] = {}
     for node in ray.nodes:
         for key in (node.node_id, node.instance_id):
@@ -156,7 +176,16 @@ def join_workers(members: Sequence[Member], ray: RayState, now: float) -> list[W
         else:
             idle_since = None if found.busy else now - found.idle_ms / 1000.0
             workers.append(
-                Worker(id=m.id, group=m.group, busy=found.busy, started_at=m.started_at, idle_since=idle_since)
+                Worker(
+                    id=m.id,
+                    group=m.group,
+                    busy=found.busy,
+                    started_at=m.started_at,
+                    idle_since=idle_since,
+                    free_cpus=found.free_cpus,
+                    free_gpus=found.free_gpus,
+                    free_memory=found.free_memory,
+                )
             )
     return workers
 
@@ -166,15 +195,17 @@ def decision_id(run_key: str, seq: int, now: float) -> str:
     return hashlib.sha256(f"{run_key}|{seq}|{now:.3f}".encode()).hexdigest()[:16]
 
 
-def time_series_point(now: float, queue: QueueSnapshot, ray: RayState, decisions: Sequence[Decision]) -> dict[str, Any]:
+def time_series_point(
+    now: float, queues: Sequence[QueueSnapshot], ray: RayState | None, decisions: Sequence[Decision]
+) -> dict[str, Any]:
     """One point for the UI: queue length vs pool size, and why the pool is what it is."""
     changing = [d for d in decisions if d.changes]
     reason = " | ".join(f"{d.group}: {d.reason}" for d in (changing or decisions[:1]))
     return {
         "t": round(now, 3),
-        "queued": queue.queued + queue.scheduled,
-        "running": queue.running,
-        "ray_pending": ray.pending_requests,
+        "queued": sum(q.queued + q.scheduled for q in queues),
+        "running": sum(q.running for q in queues),
+        "ray_pending": None if ray is None else ray.pending_requests,
         "pool": sum(d.current for d in decisions),
         "target": sum(d.target for d in decisions),
         "groups": {d.group: [d.current, d.target] for d in decisions},
@@ -242,29 +273,47 @@ class RayPoolLoop:
         assert s.raycluster_name is not None and s.namespace is not None  # checked in RayPoolSettings
         return KubeRayActuator(api_client, name=s.raycluster_name, namespace=s.namespace, mode=s.mode)
 
-    def read_queue(self, now: float) -> QueueSnapshot:
-        counts = self.airflow_api.count_task_instances(self.settings.pool)
+    def read_queue(self, now: float) -> list[QueueSnapshot]:
+        """One snapshot per Airflow pool: ``queue_pools`` (each with its task shape), else ``pool``."""
         next_run = None
         if self.settings.prewarm_dag_ids:
             times = self.airflow_api.next_dagrun_times(self.settings.prewarm_dag_ids)
             upcoming = [t.timestamp() for t in times.values() if t is not None and t.timestamp() >= now]
             next_run = min(upcoming) if upcoming else None
-        return QueueSnapshot(
-            queued=counts.get("queued", 0),
-            scheduled=counts.get("scheduled", 0),
-            # A deferred task in the pool is waiting on its Ray job: it is running work, not backlog.
-            running=counts.get("running", 0) + counts.get("deferred", 0),
-            next_dagrun_run_after=next_run,
-        )
+        pools: dict[str, Mapping[str, Any] | None] = dict(self.settings.queue_pools) or {self.settings.pool: None}
+        snapshots = []
+        for pool, shape in pools.items():
+            counts = self.airflow_api.count_task_instances(pool)
+            snapshots.append(
+                QueueSnapshot(
+                    queued=counts.get("queued", 0),
+                    scheduled=counts.get("scheduled", 0),
+                    # A deferred task in the pool waits on its Ray job: running work, not backlog.
+                    running=counts.get("running", 0) + counts.get("deferred", 0),
+                    next_dagrun_run_after=next_run,
+                    task_shape=ResourceDemand(**dict(shape)) if shape else None,
+                )
+            )
+        return snapshots
+
+    def read_ray(self) -> RayState | None:
+        """Ray's view, or None when the GCS cannot be read: the policy then grows on Airflow's queue alone
+        and removes nothing (every running worker counts as busy)."""
+        try:
+            return self.ray_reader.read()  # type: ignore[no-any-return]
+        except Exception as exc:
+            log.warning("ray pool: cannot read Ray's state at %s (%s); deciding without it", self.ray_address, exc)
+            return None
 
     def cycle(self, state: PolicyState, seq: int, now: float | None = None) -> CycleResult:
         now = time.time() if now is None else now
-        queue = self.read_queue(now)
-        ray = self.ray_reader.read()
+        queues = self.read_queue(now)
+        ray = self.read_ray()
         members = self.actuator.members()
         known = {g.name for g in self.groups}
         workers = join_workers([m for m in members if m.group in known], ray, now)
-        decisions, new_state = decide(now, self.groups, workers, queue, ray.demand, self.config, state)
+        demand = None if ray is None else ray.demand
+        decisions, new_state = decide(now, self.groups, workers, queues, demand, self.config, state)
         for d in decisions:
             log.info("ray pool decision %s: %s -> %s: %s", d.group, d.current, d.target, d.reason)
         applied: list[ApplyResult] = []
@@ -272,7 +321,7 @@ class RayPoolLoop:
             applied = self.actuator.apply(decisions, workers, decision_id(self.run_key, seq, now))
             for r in applied:
                 log.info("ray pool applied %s: %s", r.group, r.note)
-        return CycleResult(decisions, new_state, time_series_point(now, queue, ray, decisions), applied)
+        return CycleResult(decisions, new_state, time_series_point(now, queues, ray, decisions), applied)
 
 
 def append_history(history: list[dict[str, Any]], points: Sequence[dict[str, Any]], limit: int) -> list[Any]:

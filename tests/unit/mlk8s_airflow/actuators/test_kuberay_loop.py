@@ -32,10 +32,10 @@ def pod(name: str, ip: str) -> dict[str, Any]:
 
 class GivenInputs(RayPoolLoop):
     queue = QueueSnapshot()
-    ray = RayState(demand=(), nodes=())
+    ray: RayState | None = RayState(demand=(), nodes=())
 
-    def read_queue(self, now: float) -> QueueSnapshot:
-        return self.queue
+    def read_queue(self, now: float) -> list[QueueSnapshot]:
+        return [self.queue]
 
     @property
     def ray_reader(self) -> Any:  # type: ignore[override]
@@ -43,6 +43,8 @@ class GivenInputs(RayPoolLoop):
 
         class Reader:
             def read(self) -> RayState:
+                if loop.ray is None:
+                    raise ConnectionError("GCS unreachable")
                 return loop.ray
 
         return Reader()
@@ -107,3 +109,18 @@ def test_drained_pool_removes_only_idle_pods_after_the_window(loop: GivenInputs,
     assert "pool-cpu-a" not in deleted  # the busy one stays
     assert deleted[0] == "pool-cpu-c"  # the pod Ray never saw goes first
     assert later.point["pool"] == 3 and later.point["target"] == decision.target
+
+
+def test_without_ray_the_pool_grows_for_the_queue_but_removes_nothing(
+    loop: GivenInputs, k8s_server: MockKubeServer
+) -> None:
+    loop.ray = None  # the GCS cannot be read: busy or idle is unknown
+    loop.queue = QueueSnapshot()
+    old = PolicyState(recommendations={"cpu": ((0.0, 3),)})
+    quiet = loop.cycle(old, seq=1, now=10_000.0)
+    assert quiet.decisions[0].target == 3 and not quiet.decisions[0].remove
+    assert quiet.point["ray_pending"] is None
+    loop.queue = QueueSnapshot(queued=8)
+    busy = loop.cycle(quiet.state, seq=2, now=10_010.0)
+    assert busy.decisions[0].target > 3
+    assert stored(k8s_server)["spec"]["workerGroupSpecs"][0]["replicas"] == busy.decisions[0].target

@@ -21,6 +21,7 @@ def test_demand_by_shape_and_node_activity_by_group() -> None:
                 node_id=bytes.fromhex("bb" * 28),
                 status=pb.RUNNING,
                 labels={GROUP_LABEL: "cpu"},
+                available_resources={"CPU": 1.5, "memory": 1e9},
                 node_ip_address="10.0.0.2",
             ),
             pb.NodeState(
@@ -48,6 +49,7 @@ def test_demand_by_shape_and_node_activity_by_group() -> None:
     nodes = {n.node_id[:2]: n for n in parsed.nodes}
     assert sorted(nodes) == ["bb", "cc", "ee"]
     assert nodes["bb"].busy and nodes["bb"].group == "cpu" and nodes["bb"].ip == "10.0.0.2"
+    assert (nodes["bb"].free_cpus, nodes["bb"].free_gpus, nodes["bb"].free_memory) == (1.5, 0.0, 1e9)
     assert not nodes["cc"].busy and nodes["cc"].idle_ms == 7000 and nodes["cc"].instance_id == "pool-gpu-x"
     assert nodes["ee"].busy  # draining: on its way out, never picked for removal again
 

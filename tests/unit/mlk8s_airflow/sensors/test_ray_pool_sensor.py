@@ -49,6 +49,7 @@ def sensor(**overrides: Any) -> RayPoolSensor:
         ({"cycles_per_event": 0}, r"cycles_per_event=0"),
         ({"run_for_s": -1}, r"run_for_s=-1"),
         ({"queue_pool": ""}, "pool is empty"),
+        ({"queue_pools": {"ray-gpu": {"gpu": 1}}}, r"queue_pools\['ray-gpu'\]=.*e.g. \{'cpus': 1, 'gpus': 1\}"),
     ],
 )
 def test_bad_arguments_fail_before_any_work_naming_the_fix(overrides: dict[str, Any], message: str) -> None:
@@ -103,13 +104,57 @@ def test_join_workers_maps_pods_to_ray_nodes() -> None:
     assert workers["pod-e"].pending
 
 
+def test_without_ray_every_running_member_counts_as_busy() -> None:
+    members = [Member("a", "cpu", 1.0), Member("b", "cpu", 2.0, pending=True)]
+    workers = join_workers(members, None, now=5.0)
+    assert [(w.id, w.busy, w.pending) for w in workers] == [("a", True, False), ("b", False, True)]
+
+
+def test_free_resources_reach_the_policy() -> None:
+    free = RayNodeActivity("n1", "pod-a", "cpu", "RUNNING", True, 0, "10.0.0.1", 1.5, 0.0, 2e9)
+    (worker,) = join_workers([Member("pod-a", "cpu", 0.0, ray_keys=("pod-a",))], RayState((), (free,)), now=1.0)
+    assert (worker.free_cpus, worker.free_gpus, worker.free_memory) == (1.5, 0.0, 2e9)
+
+
+class FakeApi:
+    def __init__(self, counts: dict[str, dict[str, int]]) -> None:
+        self.counts = counts
+
+    def count_task_instances(self, pool: str) -> dict[str, int]:
+        return self.counts[pool]
+
+    def next_dagrun_times(self, dag_ids: Any) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        return {"nightly": datetime.fromtimestamp(5000.0, UTC), "past": datetime.fromtimestamp(10.0, UTC)}
+
+
+def test_one_queue_snapshot_per_pool_with_its_task_shape() -> None:
+    settings = sensor(
+        queue_pools={"ray": {"cpus": 2}, "ray-gpu": {"cpus": 1, "gpus": 1}}, prewarm_dag_ids=["nightly", "past"]
+    ).settings()
+    loop = RayPoolLoop(settings, "k")
+    loop.__dict__["airflow_api"] = FakeApi(
+        {
+            "ray": {"queued": 3, "scheduled": 1, "running": 2, "deferred": 1},
+            "ray-gpu": {"queued": 2, "scheduled": 0, "running": 0, "deferred": 0},
+        }
+    )
+    cpu, gpu = loop.read_queue(now=100.0)
+    assert (cpu.queued, cpu.scheduled, cpu.running) == (3, 1, 3)  # deferred tasks wait on Ray: running work
+    assert cpu.task_shape == ResourceDemand(cpus=2)
+    assert gpu.task_shape == ResourceDemand(cpus=1, gpus=1) and gpu.queued == 2
+    assert cpu.next_dagrun_run_after == 5000.0  # the next run still ahead, not one in the past
+
+
 def test_time_series_point_shows_queue_against_pool() -> None:
     decisions = [
         Decision("cpu", current=1, target=3, remove=(), reason="scale up 1 -> 3; backlog"),
         Decision("gpu", current=0, target=0, remove=(), reason="hold 0"),
     ]
     ray = RayState(demand=(ResourceDemand(cpus=1, count=4),), nodes=())
-    point = time_series_point(12.5, QueueSnapshot(queued=5, scheduled=2, running=1), ray, decisions)
+    queues = [QueueSnapshot(queued=4, scheduled=2, running=1), QueueSnapshot(queued=1)]
+    point = time_series_point(12.5, queues, ray, decisions)
     assert point == {
         "t": 12.5,
         "queued": 7,
