@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from mlk8s.checkpoint.uri import Location
+
 EMBEDDING_COLUMN = "embedding"
 LABEL_COLUMN = "label"
+#: What ``python -m mlk8s.preprocessing`` commits last; its parts live under ``_attempts/`` and are read through it.
+PREPROCESSING_MANIFEST = "_manifest.json"
 
 
 def load_parquet_features(uri: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
@@ -38,23 +42,27 @@ def load_parquet_features(uri: str) -> tuple[np.ndarray, np.ndarray, list[str] |
     info = loc.fs.get_file_info(loc.path)
     if info.type == pafs.FileType.NotFound:
         raise TaskUsageError("--data", f"{uri} does not exist; point it at a Parquet file or directory")
+    columns = [EMBEDDING_COLUMN, LABEL_COLUMN]
     try:
-        dataset = pads.dataset(loc.path, filesystem=loc.fs, format="parquet")
-    except (OSError, ValueError, pa.ArrowInvalid) as exc:
-        raise TaskUsageError("--data", f"{uri} is not readable Parquet: {exc}") from exc
-    missing = [c for c in (EMBEDDING_COLUMN, LABEL_COLUMN) if c not in dataset.schema.names]
-    if missing:
-        raise TaskUsageError(
-            "--data",
-            f"{uri} lacks column(s) {', '.join(missing)} (has {', '.join(dataset.schema.names)}); the example task "
-            f"needs a list<float> column {EMBEDDING_COLUMN!r} and an int or string column {LABEL_COLUMN!r}",
+        files = _parquet_files(uri, loc)
+        if not files:
+            raise TaskUsageError("--data", f"{uri} holds no Parquet files (nor a committed preprocessing output)")
+        schema = pads.dataset(files[0].path, filesystem=files[0].fs, format="parquet").schema
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise TaskUsageError(
+                "--data",
+                f"{uri} lacks column(s) {', '.join(missing)} (has {', '.join(schema.names)}); the example task "
+                f"needs a list<float> column {EMBEDDING_COLUMN!r} and an int or string column {LABEL_COLUMN!r}",
+            )
+        # Files in a fixed order, rows in file order: the same data order on every relaunch.
+        table = pa.concat_tables(
+            [pads.dataset(f.path, filesystem=f.fs, format="parquet").to_table(columns=columns) for f in files]
         )
-    # Sorted files, then file order: the same rows in the same order on every relaunch.
-    tables = [
-        pads.dataset(f, filesystem=loc.fs, format="parquet").to_table(columns=[EMBEDDING_COLUMN, LABEL_COLUMN])
-        for f in sorted(dataset.files)
-    ]
-    table = pa.concat_tables(tables) if tables else dataset.to_table(columns=[EMBEDDING_COLUMN, LABEL_COLUMN])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        if isinstance(exc, TaskUsageError):
+            raise
+        raise TaskUsageError("--data", f"{uri} is not readable Parquet: {exc}") from exc
     if table.num_rows == 0:
         raise TaskUsageError("--data", f"{uri} has no rows")
     emb = table.column(EMBEDDING_COLUMN).combine_chunks()
@@ -104,6 +112,31 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     digits = load_digits()
     return np.asarray(digits.data, dtype=np.float64), np.asarray(digits.target, dtype=np.int64)
+
+
+def _parquet_files(uri: str, loc: Location) -> list[Location]:
+    """The Parquet files behind ``uri``: the file itself, the files a preprocessing manifest commits, or every
+    ``*.parquet`` under a directory (names starting with ``.`` or ``_`` skipped, as pyarrow does), sorted."""
+    import pyarrow.fs as pafs
+
+    from mlk8s.checkpoint.uri import resolve
+
+    if loc.fs.get_file_info(loc.path).type == pafs.FileType.File:
+        return [loc]
+    if loc.fs.get_file_info(loc.child(PREPROCESSING_MANIFEST).path).type == pafs.FileType.File:
+        from mlk8s.preprocessing.commit import committed_files
+
+        try:
+            return [resolve(f) for f in committed_files(uri)]
+        except Exception as exc:  # CommitError and friends: the manifest is there but unusable
+            raise TaskUsageError("--data", f"cannot read the preprocessing output at {uri}: {exc}") from exc
+    found = []
+    for info in loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=True)):
+        relative = info.path[len(loc.path.rstrip("/")) + 1 :]
+        hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet") and not hidden:
+            found.append(loc.child(relative))
+    return sorted(found, key=lambda f: f.path)
 
 
 class ClassifierTask(TrainingTask):

@@ -64,3 +64,19 @@ class StopAtStepTask(ClassifierTask):
 
 class NotATask:
     pass
+
+
+class SupersededTask(ClassifierTask):
+    """At a chosen step, a newer process claims the checkpoint store: this one becomes a zombie."""
+
+    checkpoint_uri = ""
+    claim_at_step = -1
+    steps_seen = 0
+
+    def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        from mlk8s.checkpoint import CheckpointStore
+
+        type(self).steps_seen += 1
+        if type(self).steps_seen == self.claim_at_step:
+            CheckpointStore(self.checkpoint_uri).claim_generation()
+        return super().training_step(model, batch)

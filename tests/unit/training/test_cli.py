@@ -151,3 +151,28 @@ def test_help_documents_every_flag() -> None:
     ):
         assert flag in out
     assert "75" in out
+
+
+def test_zombie_is_fenced_off_and_exits_with_an_error(tmp_path: Path, xcom: Path) -> None:
+    from mlk8s.checkpoint import CheckpointStore
+    from mlk8s.podio import EXIT_ERROR
+    from tests.unit.training.tasks import SupersededTask
+
+    SupersededTask.checkpoint_uri = str(tmp_path / "ckpt")
+    SupersededTask.claim_at_step, SupersededTask.steps_seen = 3, 0
+    code = run_main(
+        tmp_path,
+        "--task",
+        "tests.unit.training.tasks:SupersededTask",
+        "--batch-size",
+        "128",
+        "--checkpoint-every-steps",
+        "5",
+        "--log-level",
+        "ERROR",
+    )
+    assert code == EXIT_ERROR
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    assert store.generations() == [1, 2]
+    assert store.list_checkpoints() == [], "the zombie committed after a newer process claimed the store"
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -212,3 +212,28 @@ def test_epoch_permutation_depends_only_on_seed_and_epoch() -> None:
     assert torch.equal(torch.sort(a).values, torch.arange(100))
     assert not torch.equal(a, epoch_permutation(3, 1, 100))
     assert not torch.equal(a, epoch_permutation(4, 0, 100))
+
+
+def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:
+    """The nightly DAG's shape: parts under _attempts/, read through the manifest the pipeline commits."""
+    import numpy as np
+    import pyarrow as pa
+
+    from mlk8s.preprocessing.commit import commit, new_attempt_id, write_part
+
+    rng = np.random.default_rng(1)
+    output = str(tmp_path / "embedded")
+    attempt = new_attempt_id()
+    parts = []
+    for _ in range(2):
+        emb = rng.normal(size=(30, 5)).astype(np.float32)
+        table = pa.table(
+            {"id": [str(i) for i in range(30)], "label": (emb[:, 1] > 0).astype(np.int64), "embedding": list(emb)}
+        )
+        parts.append(write_part(table, output, attempt, input_rows=30))
+    commit(output, attempt, parts)
+    outcome = train(config(tmp_path, data=output, batch_size=16, epochs=1))
+    assert outcome.exit_code == EXIT_OK
+    info = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 60
+    assert info["task_info"]["num_classes"] == 2
