@@ -38,7 +38,7 @@ _ENTITIES = (
     ("&apos;", "'"),
     ("&amp;", "&"),
 )
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+_SPACE_OR_CONTROL = r"[\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+"
 
 
 def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
@@ -78,24 +78,32 @@ def html_to_text(
 
 
 def clean_text(table: pa.Table, *, column: str = "text") -> pa.Table:
-    """Control characters out, runs of whitespace collapsed to one space, ends trimmed."""
+    """Control characters and runs of whitespace become one space; ends trimmed."""
     text = _text(table, column)
-    text = pc.replace_substring_regex(text, _CONTROL, " ")
-    text = pc.replace_substring_regex(text, r"\s+", " ")
+    text = pc.replace_substring_regex(text, _SPACE_OR_CONTROL, " ")
     text = pc.utf8_trim_whitespace(text)
     return _set(table, column, text)
+
+
+_WHITESPACE = r"[ \t\n\r\x0b\x0c]"
+_WORD = r"[^ \t\n\r\x0b\x0c]+"
+_UPPER = r"[A-Z]"
+_DIGIT = r"[0-9]"
+_PUNCT = r"[!-/:-@\[-`{-~]"  # ASCII punctuation, as in string.punctuation
 
 
 def text_features(table: pa.Table, *, column: str = "text", prefix: str = "") -> pa.Table:
     """Lengths and simple statistics a classifier can use next to the embedding.
 
     ``n_chars``, ``n_words`` (int32); ``mean_word_len``, ``upper_ratio``, ``digit_ratio``, ``punct_ratio``
-    (float32; ratios of characters, 0 for empty text). Words are runs of non-space characters.
+    (float32). Words are runs of non-whitespace (ASCII whitespace); the ratios count ASCII upper-case
+    letters, digits and punctuation per character (0 for empty text). ASCII classes keep the definitions
+    exact and cheap (RE2's Unicode classes cost more and differ from Python's at the edges).
     """
     text = _text(table, column)
     n_chars = pc.utf8_length(text)
-    n_words = pc.count_substring_regex(text, r"\S+")
-    n_space = pc.count_substring_regex(text, r"\s")
+    n_words = pc.count_substring_regex(text, _WORD)
+    n_space = pc.count_substring_regex(text, _WHITESPACE)
     denom = pc.max_element_wise(n_chars, 1).cast(pa.float64())
     word_chars = pc.subtract(n_chars, n_space).cast(pa.float64())
     mean_word = pc.divide(word_chars, pc.max_element_wise(n_words, 1).cast(pa.float64()))
@@ -107,9 +115,9 @@ def text_features(table: pa.Table, *, column: str = "text", prefix: str = "") ->
         "n_chars": n_chars.cast(pa.int32()),
         "n_words": n_words.cast(pa.int32()),
         "mean_word_len": mean_word.cast(pa.float32()),
-        "upper_ratio": ratio(r"\p{Lu}"),
-        "digit_ratio": ratio(r"\p{Nd}"),
-        "punct_ratio": ratio(r"\p{P}"),
+        "upper_ratio": ratio(_UPPER),
+        "digit_ratio": ratio(_DIGIT),
+        "punct_ratio": ratio(_PUNCT),
     }
     for name, values in features.items():
         table = _set(table, prefix + name, values)

@@ -65,7 +65,7 @@ def test_text_features_match_python(texts: list[str]) -> None:
         denom = max(len(text), 1)
         assert row["upper_ratio"] == pytest.approx(sum(c.isupper() for c in text) / denom, rel=1e-6)
         assert row["digit_ratio"] == pytest.approx(sum(c.isdigit() for c in text) / denom, rel=1e-6)
-        assert row["punct_ratio"] == pytest.approx(sum(c in ".,!?'" for c in text) / denom, rel=1e-6)
+        assert row["punct_ratio"] == pytest.approx(sum(c in string.punctuation for c in text) / denom, rel=1e-6)
 
 
 def test_text_features_types_and_prefix() -> None:
@@ -101,3 +101,21 @@ def test_raw_files_become_documents_by_extension() -> None:
         {"id": "a/one.txt", "text": "plain \ufffd text", "html": None},
         {"id": "two.HTML", "text": None, "html": "<p>hi</p>"},
     ]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=10), st.integers(0, 3))
+def test_text_features_on_any_unicode_and_sliced_arrays(texts: list[str | None], cut: int) -> None:
+    """Raw (uncleaned) unicode text, nulls, and a sliced array (non-zero offset) still match Python."""
+    table = pa.table({"text": pa.array(texts, pa.string())}).slice(min(cut, len(texts)))
+    out = text_features(table)
+    for row, raw in zip(out.to_pylist(), texts[min(cut, len(texts)) :]):
+        text = raw or ""
+        words = [w for w in re.split(r"[ \t\n\r\x0b\x0c]+", text) if w]
+        assert row["n_chars"] == len(text)
+        assert row["n_words"] == len(words)
+        spaces = sum(c in " \t\n\r\x0b\x0c" for c in text)
+        assert row["mean_word_len"] == pytest.approx((len(text) - spaces) / max(len(words), 1), rel=1e-6)
+        assert row["upper_ratio"] == pytest.approx(
+            sum(c in string.ascii_uppercase for c in text) / max(len(text), 1), rel=1e-6
+        )
