@@ -9,6 +9,8 @@ from an Airflow connection.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +119,21 @@ def test_deferrable_kpo_runs_through_its_trigger_within_the_triggerer_role(
 
     from tests.unit.k8s.manifests import load_all, rbac_allows, request_to_rbac
 
-    k8s_server.script_pod({"task_id": "train"}, logs=["epoch 1"] * 15, exit_code=0, line_interval_s=0.1)
+    k8s_server.script_pod({"task_id": "train"}, logs=["epoch 1"], keep_running=True)
     op = _operator(deferrable=True, poll_interval=0.1, logging_interval=1)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(kpo_context)
     before = len(k8s_server.requests)
+
+    def finish_after_the_trigger_read_logs() -> None:
+        """The trigger fetches logs every logging_interval while the pod runs; end the pod after one fetch."""
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(r.path.endswith("/log") for r in k8s_server.requests[before:]):
+            time.sleep(0.05)
+        pod = k8s_server.objects("pods", NS)[0]
+        k8s_server.finish_pod(NS, pod["metadata"]["name"], 0)
+
+    threading.Thread(target=finish_after_the_trigger_read_logs, daemon=True).start()
 
     async def first_event() -> Any:
         async for event in deferred.value.trigger.run():
