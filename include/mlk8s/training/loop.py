@@ -467,7 +467,9 @@ class Trainer:
         left = cfg.termination_grace_seconds - (time.monotonic() - self.stop.at)
         log.info("mlk8s: SIGTERM received; stopping at step=%d with %.1fs of grace left", step, left)
         emergency = False
-        if self._submitted_step == step:
+        if self._submitted_step == step or step == self.resumed_from_step:
+            # Already saved (or in flight), or nothing done since start: the last checkpoint, or the seed for
+            # a fresh run, reproduces this exact state.
             self.writer.wait()
         else:
             needed = self.estimated_save_seconds()

@@ -237,3 +237,12 @@ def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "out" / "model.json").read_text())
     assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 60
     assert info["task_info"]["num_classes"] == 2
+
+
+def test_sigterm_before_the_first_step_exits_without_writing_a_checkpoint(tmp_path: Path) -> None:
+    stop = StopSignal()
+    stop.request()
+    outcome = train(config(tmp_path), ClassifierTask, stop)
+    assert outcome.exit_code == EXIT_INTERRUPTED
+    assert outcome.result["steps"] == 0 and outcome.result["checkpoint_uri"] is None
+    assert CheckpointStore(str(tmp_path / "ckpt")).list_checkpoints() == []
