@@ -833,6 +833,7 @@ class MockKubeServer:
                 else:
                     new.pop("status", None)
             if rt.plural == "pods":
+                _default_pod(new)  # the server defaults updates as it defaults creates
                 _check_pod_update(current, new)
         else:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
@@ -1100,10 +1101,11 @@ class MockKubeServer:
             raise ApiError(400, "BadRequest", str(exc)) from exc
         deadline = time.time() + float(query.get("timeoutSeconds", 60))
         with self._lock:
-            start_rv = int(query["resourceVersion"]) if query.get("resourceVersion") else self._rv
+            exact = query.get("resourceVersion") not in (None, "", "0")
+            start_rv = int(query["resourceVersion"]) if exact else self._rv
             initial: list[Obj] = []
-            if not query.get("resourceVersion"):
-                # No resourceVersion: the watch starts with synthetic ADDED events for what exists.
+            if not exact:
+                # No resourceVersion (or "0", "any"): the watch starts with synthetic ADDED events for what exists.
                 initial = self.list_objects(rt, namespace, query)["items"]
         for obj in initial:
             obj.setdefault("apiVersion", rt.api_version)
