@@ -327,7 +327,7 @@ def test_pdb_crud_status_and_eviction(k8s_server: MockKubeServer, k8s_api_client
     k8s_server.script_pod("train", PodScript(logs=["x"] * 1000, line_interval_s=0.05))
     core.create_namespaced_pod(NS, pod_body("train"))
     wait_for(lambda: phase(core, "train") == "Running")
-    pdb = {
+    pdb: dict[str, Any] = {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": "train-pdb"},
