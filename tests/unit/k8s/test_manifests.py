@@ -363,3 +363,22 @@ def test_every_helm_values_manifest_is_checked() -> None:
     }
     present = {p.name for p in HELM_VALUES.iterdir() if p.suffix in (".yaml", ".yml")}
     assert present == checked
+
+
+def test_the_checkers_have_teeth() -> None:
+    """The security and RBAC checkers above flag what they should (so their passing means something)."""
+    from tests.unit.k8s.manifests import rbac_allows, request_to_rbac
+
+    root = {"containers": [{"name": "c", "securityContext": {"runAsUser": 0, "privileged": True}}]}
+    problems = security_violations("pod", root)
+    assert any("runAsNonRoot" in p for p in problems) and any("privileged" in p for p in problems)
+    assert any("allowPrivilegeEscalation" in p for p in problems) and any("capabilities" in p for p in problems)
+    rules = load_all("rbac.yaml")[1]["rules"]
+    assert not rbac_allows(rules, "", "secrets", "get")
+    assert not rbac_allows(rules, "ray.io", "rayclusters", "delete")
+    assert request_to_rbac("GET", "/api/v1/namespaces/mlk8s/pods", {"watch": "True"}) == ("", "pods", "watch")
+    assert request_to_rbac("PATCH", "/apis/ray.io/v1/namespaces/mlk8s/rayclusters/x", {}) == (
+        "ray.io",
+        "rayclusters",
+        "patch",
+    )
