@@ -203,7 +203,8 @@ class PolicyConfig:
     - ``backlog_grace_workers``: how many workers' worth of Airflow backlog the pool absorbs without
       growing. The backlog is a forecast (Ray has not seen the work yet) and running tasks free room while
       new pods start, so a backlog smaller than this is cheaper to queue briefly than to start workers for;
-      Ray's own pending demand always counts in full.
+      Ray's own pending demand always counts in full, and so does the whole backlog when deciding whether
+      an idle worker may go.
     - ``cpus_per_task``/``gpus_per_task``/``memory_per_task``: the shape of one Airflow task on the pool
       (unless its :class:`QueueSnapshot` names one), used to turn task counts into demand.
     - ``prewarm_s`` and ``prewarm_demand``: within ``prewarm_s`` before ``next_dagrun_run_after`` the pool is
@@ -213,7 +214,7 @@ class PolicyConfig:
     """
 
     scale_down_window_s: float = 60.0
-    backlog_grace_workers: int = 1
+    backlog_grace_workers: int = 2
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
     memory_per_task: float = 0.0
@@ -597,9 +598,11 @@ def decide(
             )
             recommended = max(current, spec.min_workers)
 
-        # Remember how many workers beyond the busy ones the demand asked for. The window keeps only
-        # entries that can still be its maximum, so entries[0] is that maximum.
-        extra = max(0, recommended - busy)
+        # Remember how many workers beyond the busy ones the demand asked for, the whole backlog counted:
+        # the grace only delays growth, it never removes an idle worker that queued work is about to use.
+        # The window keeps only entries that can still be its maximum, so entries[0] is that maximum.
+        wanted = min(max(busy + for_all, spec.min_workers), spec.max_workers)
+        extra = max(0, recommended - busy, wanted - busy)
         entries = [e for e in state.recommendations.get(spec.name, ()) if e[0] > horizon]
         while entries and entries[-1][1] <= extra:
             entries.pop()

@@ -322,3 +322,13 @@ def test_bad_decide_inputs_are_rejected_before_any_decision(kwargs: dict[str, ob
         decide(**args)  # type: ignore[arg-type]
     for word in words:
         assert word in str(err.value)
+
+
+def test_an_idle_worker_that_the_airflow_backlog_will_use_is_kept_even_within_the_grace() -> None:
+    config = PolicyConfig(scale_down_window_s=0.0, backlog_grace_workers=2)
+    workers = [busy(1), idle(2, since=0.0)]
+    # Two queued tasks: too few to grow for (grace), but they will land on the idle worker: keep it.
+    decisions, _ = run(100.0, workers, queue=QueueSnapshot(queued=2), config=config)
+    assert (one(decisions).target, one(decisions).remove) == (2, ())
+    decisions, _ = run(100.0, workers, queue=QueueSnapshot(queued=0), config=config)
+    assert (one(decisions).target, one(decisions).remove) == (1, ("cpu-2",))
