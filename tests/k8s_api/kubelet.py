@@ -86,9 +86,15 @@ DISRUPTION_PRESETS = {
 }
 
 
-def as_disruption(value: Disruption | str | None) -> Disruption | None:
+def as_disruption(value: Disruption | str | tuple[str, str] | None) -> Disruption | None:
+    """A :class:`Disruption`, a preset name, or ``("DisruptionTarget", reason)`` for any condition reason."""
     if value is None or isinstance(value, Disruption):
         return value
+    if isinstance(value, tuple):
+        kind, reason = value
+        if kind != "DisruptionTarget":
+            raise ValueError(f"only DisruptionTarget conditions disrupt pods, not {kind!r}")
+        return Disruption(reason, None, f"{reason}: mock disruption", 143, False)
     try:
         return DISRUPTION_PRESETS[value]()
     except KeyError:

@@ -437,7 +437,7 @@ class MockKubeServer:
         *,
         logs: Sequence[str] = (),
         exit_code: int = 0,
-        disruption: Disruption | str | None = None,
+        disruption: Disruption | str | tuple[str, str] | None = None,
         **kwargs: Any,
     ) -> PodScript:
         """Queue the life of the next created pod whose name starts with ``match`` (or whose labels include it).
@@ -521,7 +521,9 @@ class MockKubeServer:
             self._runtimes[pod["metadata"]["uid"]].stop.set()
         return updated
 
-    def disrupt_pod(self, namespace: str, name: str, disruption: Disruption | str = "preempted") -> Obj | None:
+    def disrupt_pod(
+        self, namespace: str, name: str, disruption: Disruption | str | tuple[str, str] = "preempted"
+    ) -> Obj | None:
         """Take a pod away now: DisruptionTarget condition, containers killed, maybe the object deleted."""
         how = as_disruption(disruption)
         assert how is not None

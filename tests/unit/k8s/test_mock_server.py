@@ -266,6 +266,7 @@ def test_scripts_are_consumed_in_order_preempted_then_succeeds(
 
 def test_kubelet_eviction_and_vanishing_preemption(k8s_server: MockKubeServer, core: client.CoreV1Api) -> None:
     k8s_server.script_pod("ev", disruption=Disruption.evicted())
+    k8s_server.script_pod("drained", disruption=("DisruptionTarget", "EvictionByEvictionAPI"))
     k8s_server.script_pod("gone", disruption=Disruption.preempted(vanish=True))
     core.create_namespaced_pod(NS, pod_body("ev"))
     core.create_namespaced_pod(NS, pod_body("gone"))
@@ -274,6 +275,13 @@ def test_kubelet_eviction_and_vanishing_preemption(k8s_server: MockKubeServer, c
     assert evicted.status.reason == "Evicted"
     assert evicted.status.container_statuses[0].state.terminated.exit_code == 137
     wait_for(lambda: phase(core, "gone") == "<gone>")
+    core.create_namespaced_pod(NS, pod_body("drained"))
+    wait_for(lambda: phase(core, "drained") == "Failed")
+    drained = k8s_server.get("pods", "drained", NS)
+    assert drained is not None
+    validate_object(drained)
+    cond = next(c for c in drained["status"]["conditions"] if c["type"] == "DisruptionTarget")
+    assert cond["reason"] == "EvictionByEvictionAPI"
 
 
 def test_placement_is_checked_against_pools_and_taints(k8s_server: MockKubeServer, core: client.CoreV1Api) -> None:
