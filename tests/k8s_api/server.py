@@ -986,6 +986,23 @@ class MockKubeServer:
             ],
         }
 
+    def drain_node(self, node: str) -> dict[str, str]:
+        """``kubectl drain``: evict every running pod on the node through the Eviction API (PDBs apply).
+
+        Returns each pod's outcome, ``evicted`` or the API's refusal, as ``namespace/name -> outcome``.
+        """
+        outcome: dict[str, str] = {}
+        for pod in self.objects("pods"):
+            if pod["spec"].get("nodeName") != node or pod["status"].get("phase") in ("Succeeded", "Failed"):
+                continue
+            ident = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            try:
+                self._evict(pod["metadata"]["namespace"], pod["metadata"]["name"], None)
+                outcome[ident] = "evicted"
+            except ApiError as exc:
+                outcome[ident] = f"{exc.code} {exc.reason}: {exc.message}"
+        return outcome
+
     def _evict(self, namespace: str, name: str, body: Any) -> Obj:
         pods_rt = self._types[("", "v1", "pods")]
         pod = self.get("pods", name, namespace)

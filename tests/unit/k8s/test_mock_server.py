@@ -565,3 +565,22 @@ def test_kuberay_operator_follows_replicas_and_workers_to_delete(autoscaling: bo
         wait_for(lambda: server.get("pods", preempted, NS) is None)
         custom.delete_namespaced_custom_object(*args, "pool")
         assert _ray_pods(server) == []
+
+
+def test_drain_node_respects_pdbs(k8s_server: MockKubeServer, k8s_api_client: client.ApiClient) -> None:
+    core = client.CoreV1Api(k8s_api_client)
+    for name in ("guarded", "free"):
+        k8s_server.script_pod(name, PodScript(keep_running=True))
+        core.create_namespaced_pod(NS, pod_body(name))
+    wait_for(lambda: phase(core, "guarded") == phase(core, "free") == "Running")
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"task": "guarded"}}},
+    }
+    client.PolicyV1Api(k8s_api_client).create_namespaced_pod_disruption_budget(NS, pdb)
+    outcome = k8s_server.drain_node("stateless-node-1")
+    assert outcome[f"{NS}/free"] == "evicted"
+    assert outcome[f"{NS}/guarded"].startswith("429 TooManyRequests")
+    assert phase(core, "free") == "<gone>" and phase(core, "guarded") == "Running"
