@@ -289,7 +289,7 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
                 "cpus_per_task": 2,
                 "scale_down_window_s": 4,
                 "interval_s": 1,
-                "run_for_s": 25,
+                "run_for_s": 20,
             }
         )
         helper.join(timeout=5)
