@@ -378,6 +378,8 @@ class Trainer:
         }
         self._last_heartbeat = time.monotonic()
         if sync:
+            if hasattr(self, "writer"):
+                self.writer.wait(heartbeats=True)  # a queued older heartbeat must not land after this one
             self.store.write_progress(body)
         else:
             self.writer.heartbeat(lambda: self.store.write_progress(body))
