@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlk8s.training",
         description=(
             "Train a torch model with checkpoints that survive eviction: every N steps, at epoch ends and on "
-            "SIGTERM; a relaunch with the same flags resumes bit-exactly. Exit codes: 0 done, 75 interrupted "
-            "(relaunch to resume), 1 error, 2 bad usage. URIs may be plain paths, file://, s3:// or gs://."
+            "SIGTERM (or SIGINT); a relaunch with the same flags resumes bit-exactly. Exit codes: 0 done, "
+            "75 interrupted (relaunch to resume), 1 error, 2 bad usage. URIs may be plain paths, file://, s3:// "
+            "or gs://."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -100,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.threads,
         help="torch CPU threads; fixed (not the node's core count) so a resume on another node stays bit-exact",
     )
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log verbosity on stderr; the 'mlk8s: ...' event lines the operator parses are INFO",
+    )
     return p
 
 

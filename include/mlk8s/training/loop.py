@@ -433,7 +433,7 @@ class Trainer:
                 if epoch_end:
                     epoch += 1
                     position = 0
-                if cfg.log_every_steps and (step % cfg.log_every_steps == 0 or epoch_end):
+                if epoch_end or (cfg.log_every_steps and step % cfg.log_every_steps == 0):
                     now = time.perf_counter()
                     log.info(
                         "mlk8s: progress epoch=%d/%d step=%d/%d loss=%.4f samples_per_s=%.0f since_checkpoint_s=%.1f",
