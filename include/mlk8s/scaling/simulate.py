@@ -12,7 +12,12 @@ policy. The autoscalers act every ``--interval-s`` seconds on what a sensor woul
 
 The policies compared:
 
-- ``policy``: :func:`mlk8s.scaling.policy.decide`, fed the pending demand by shape and the task counts;
+- ``policy``: :func:`mlk8s.scaling.policy.decide`, fed Ray's pending demand by shape, each worker's free
+  room, and Airflow's task counts as one queue snapshot per task shape (as if each shape had its own
+  Airflow pool). A task is in Airflow's queue ``--airflow-lead-s`` before Ray sees its work (scheduling,
+  executor and driver pod start), so the policy can start workers earlier than a Ray-only autoscaler;
+  ``--airflow-lead-s 0`` removes that advantage. With ``--dagrun-period-s`` it also gets
+  ``next_dagrun_run_after`` and pre-warms ``--prewarm-workers`` CPU workers ``--prewarm-s`` ahead;
 - ``fixed_pool``: every group at its max for the whole run (started before the trace, no pod start);
 - ``idle_timeout``: like KubeRay's default autoscaler: at each interval, launch the workers that the
   pending demand needs beyond those already starting (no upscaling-speed limit, which favours it), and
@@ -554,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--airflow-lead-s",
         type=float,
         default=30.0,
-        help="how long Airflow sees a task (queued, driver pod starting) before Ray sees its demand",
+        help="seconds a task sits in Airflow's queue (seen by our policy only) before Ray sees its work",
     )
     p.add_argument(
         "--backlog-grace-workers",
