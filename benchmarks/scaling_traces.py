@@ -35,7 +35,8 @@ def _task(rng: random.Random, submit: float, median_s: float = 60.0, gpu_share: 
 def _poisson(rng: random.Random, start: float, end: float, rate: Callable[[float], float]) -> list[float]:
     """Arrival times of a Poisson process with a piecewise rate (thinning against the rate's maximum)."""
     peak = max(rate(start + i * 60.0) for i in range(int((end - start) / 60.0) + 1))
-    out, t = [], start
+    out: list[float] = []
+    t = start
     while True:
         t += rng.expovariate(peak)
         if t >= end:
