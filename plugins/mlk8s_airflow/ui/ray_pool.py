@@ -3,6 +3,9 @@
 The sensor keeps its time series in the XCom ``ray_pool_history``; this small FastAPI app (mounted by the
 plugin in Airflow's API server, behind Airflow's own auth: the caller needs read access to the DAG's XComs)
 renders it as an inline SVG, so it needs no JavaScript bundle and works inside the UI's iframe.
+
+Every Airflow process imports the plugin, but only the API server serves the page, so the FastAPI app (and
+Airflow's API security modules, seconds to import) is built on the first request, not at import.
 """
 
 from __future__ import annotations
@@ -10,13 +13,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
-
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import requires_access_dag
-from fastapi import Depends, FastAPI, Query
-from fastapi.responses import HTMLResponse
+from typing import Any
 
 #: Where the plugin mounts the app in the API server.
 URL_PREFIX = "/mlk8s-ray-pool"
@@ -123,22 +120,21 @@ def load_history(session: Any, dag_id: str, run_id: str | None, task_id: str) ->
     return list(value) if isinstance(value, list) else []
 
 
-ray_pool_app = FastAPI(title="mlk8s Ray pool", docs_url=None, redoc_url=None, openapi_url=None)
+class LazyApp:
+    """An ASGI app that imports the real one (:mod:`mlk8s_airflow.ui.ray_pool_app`) on its first request."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._app is None:
+            from mlk8s_airflow.ui.ray_pool_app import app
+
+            self._app = app
+        await self._app(scope, receive, send)
 
 
-@ray_pool_app.get(
-    "/",
-    response_class=HTMLResponse,
-    dependencies=[Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM))],
-)
-def ray_pool_page(
-    session: SessionDep,
-    dag_id: Annotated[str, Query()] = DEFAULT_DAG_ID,
-    run_id: Annotated[str | None, Query()] = None,
-    task_id: Annotated[str, Query()] = DEFAULT_TASK_ID,
-) -> HTMLResponse:
-    history = load_history(session, dag_id, run_id or None, task_id)
-    return HTMLResponse(render_page(history, dag_id, run_id))
+ray_pool_app = LazyApp()
 
 
 #: For the AirflowPlugin: ``fastapi_apps = [FASTAPI_APP]`` and ``external_views = EXTERNAL_VIEWS``.
