@@ -162,14 +162,17 @@ def plan_patch(
         target = min(max(d.target, lo), hi)
         remove = [p for p in d.remove if p not in busy]
         refused = [p for p in d.remove if p in busy]
+        if refused:
+            # Keep the busy pods: shrink only by the idle pods we may delete.
+            target = max(target, d.current - len(remove))
+        # Delete exactly as many pods as the group shrinks by (the cluster's minReplicas may hold it higher),
+        # so KubeRay never has to replace a deleted pod or pick one itself.
+        remove = remove[: max(0, d.current - target)]
         strategy = spec.get("scaleStrategy") or {}
         old = list(strategy.get("workersToDelete") or [])
         kept = [p for p in old if alive_pods is None or p in alive_pods]
         to_delete = kept + [p for p in remove if p not in kept]
         current_replicas = spec.get("replicas")
-        if refused:
-            # Keep the busy pods: shrink only by the idle pods we may delete.
-            target = max(target, d.current - len(remove))
         if current_replicas == target and to_delete == old:
             results.append(ApplyResult(d.group, False, f"replicas already {target}"))
             continue

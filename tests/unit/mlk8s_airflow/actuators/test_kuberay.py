@@ -230,6 +230,18 @@ def test_mode_that_would_fight_the_cluster_is_refused_before_writing(
     assert not [r for r in k8s_server.requests if r.method == "PATCH"]
 
 
+def test_deletes_only_as_many_pods_as_the_cluster_minimum_lets_the_group_shrink() -> None:
+    cluster = raycluster(False)
+    cluster["spec"]["workerGroupSpecs"][0]["minReplicas"] = 2
+    shrink = [Decision("cpu", current=3, target=0, remove=("pool-cpu-b", "pool-cpu-c", "pool-cpu-a"), reason="x")]
+    patch, results = plan_patch(cluster, shrink, WORKERS, ActuatorMode.KUBERAY_OWN, "d")
+    assert patch is not None
+    cpu = patch["spec"]["workerGroupSpecs"][0]
+    assert cpu["replicas"] == 2
+    assert cpu["scaleStrategy"]["workersToDelete"] == ["pool-cpu-b"]
+    assert "refused to delete busy ['pool-cpu-a']" in results[0].note
+
+
 def test_unknown_group_names_the_groups_the_cluster_has() -> None:
     with pytest.raises(ActuatorError, match=r"no workerGroupSpec named 'tpu' \(it has \['cpu', 'gpu'\]\)"):
         plan_patch(raycluster(False), [Decision("tpu", 0, 1, (), "x")], [], ActuatorMode.KUBERAY_OWN, "d")
