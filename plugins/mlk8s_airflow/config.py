@@ -56,3 +56,8 @@ def resolve_backend(override: str | None = None) -> Backend:
 
 def default_namespace() -> str:
     return _conf_get("namespace", "mlk8s")
+
+
+def pod_service_account() -> str:
+    """The ServiceAccount our pods run as (created by helm-values/rbac.yaml, no API permissions)."""
+    return _conf_get("pod_service_account", "mlk8s-pod")

@@ -31,7 +31,7 @@ from mlk8s_airflow.backends.local import (
     process_spec_from_pod,
 )
 from mlk8s_airflow.backends.podspec import PodSpecError, check_pod
-from mlk8s_airflow.config import Backend, default_namespace, resolve_backend
+from mlk8s_airflow.config import Backend, default_namespace, pod_service_account, resolve_backend
 from mlk8s_airflow.placement import container_security_context, pod_security_context
 
 if TYPE_CHECKING:
@@ -98,6 +98,10 @@ class PodTaskOperator(KubernetesPodOperator):
         # Secure by default: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp.
         kwargs.setdefault("security_context", pod_security_context())
         kwargs.setdefault("container_security_context", container_security_context())
+        kwargs.setdefault("xcom_sidecar_container_security_context", container_security_context())
+        # The pods need no Kubernetes API access: a dedicated account (helm-values/rbac.yaml), no token mounted.
+        kwargs.setdefault("service_account_name", pod_service_account())
+        kwargs.setdefault("automount_service_account_token", False)
         super().__init__(**kwargs)
         if max_disruptions < 0:
             raise ValueError(f"max_disruptions is {max_disruptions}: use 0 (never relaunch) or more.")

@@ -242,7 +242,8 @@ class TrainingOperator(PodTaskOperator):
                 "namespace": self.namespace,
                 "labels": {COMPONENT_LABEL: "training"},
             },
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": selector}},
+            # Bare pods (no controller) only support an integer minAvailable; 1 blocks every voluntary eviction.
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
         }
 
     def _create_pdb(self, context: Context) -> None:

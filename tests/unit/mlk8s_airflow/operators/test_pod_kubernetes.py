@@ -162,7 +162,7 @@ def test_training_pod_is_protected_by_a_pdb_while_it_runs(k8s_server: MockKubeSe
     assert result["model_uri"] == "s3://m/model.safetensors" and result["relaunches"] == 0
     # The PDB existed while the pod ran, selected this task's pods, and is gone now.
     pdb = seen_pdbs[0][0]
-    assert pdb["spec"]["maxUnavailable"] == 0
+    assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"]["task_id"] == "train"
     assert k8s_server.objects("poddisruptionbudgets", NS, group="policy") == []
 
