@@ -124,12 +124,13 @@ class SimWorker:
     id: str
     spec: WorkerGroupSpec
     requested_at: float
-    ready_at: float
+    ready_at: float  # math.inf while the pod cannot be scheduled (no room in the cluster for it)
     free_cpus: float
     free_gpus: float
     running: int = 0
     idle_since: float | None = None
     removed_at: float | None = None
+    scheduled_at: float | None = None  # when a node took the pod: worker time counts from here
 
     def view(self, now: float) -> Worker:
         pending = self.ready_at > now
@@ -288,6 +289,7 @@ def simulate(
     interval_s: float,
     airflow_lead_s: float = 0.0,
     dagrun_schedule: tuple[float, float] | None = None,
+    gpu_capacity: int | None = None,
     initial: Callable[[WorkerGroupSpec], int] = lambda g: g.min_workers,
 ) -> RunResult:
     """Replay ``tasks`` with ``autoscaler`` acting every ``interval_s``; workers start ``pod_start_s`` late.
@@ -295,6 +297,8 @@ def simulate(
     Airflow sees each task ``airflow_lead_s`` before Ray does (the task is queued and its driver pod starts
     before it submits Ray work); waits are counted from the Ray submission (``submit_s``).
     ``dagrun_schedule`` (first run, period) is what Airflow's next_dagrun_run_after reports to the policy.
+    ``gpu_capacity`` caps the GPU pods the cluster can place at once (a quota, scarce GPU nodes): the rest
+    stay Pending, costing nothing, until a placed GPU worker is removed.
     """
     if interval_s <= 0:
         raise ValueError(f"interval_s={interval_s}; pass a decision interval > 0 seconds")
@@ -302,6 +306,8 @@ def simulate(
         raise ValueError(f"airflow_lead_s={airflow_lead_s}; pass a lead >= 0 seconds")
     if pod_start_s < 0:
         raise ValueError(f"pod_start_s={pod_start_s}; pass a pod start delay >= 0 seconds")
+    if gpu_capacity is not None and gpu_capacity < 1:
+        raise ValueError(f"gpu_capacity={gpu_capacity}; pass at least 1, or None for no limit")
     check_trace_fits(tasks, groups)
     workers: list[SimWorker] = []  # every worker ever requested, for the accounting
     live: list[SimWorker] = []  # not removed yet
@@ -315,14 +321,28 @@ def simulate(
             id=f"{spec.name}-{serial:06d}",
             spec=spec,
             requested_at=now,
-            ready_at=ready_at,
+            ready_at=math.inf,
             free_cpus=spec.cpus_per_worker,
             free_gpus=spec.gpus_per_worker,
-            idle_since=ready_at,
         )
         workers.append(w)
         live.append(w)
         by_id[w.id] = w
+        schedule(now, ready_at - now)
+
+    def schedule(now: float, start_s: float) -> None:
+        """Place Pending pods in request order while the cluster has room for them."""
+        placed_gpu = sum(1 for w in live if w.spec.is_gpu and w.scheduled_at is not None)
+        for w in live:
+            if w.scheduled_at is not None:
+                continue
+            if w.spec.is_gpu and gpu_capacity is not None:
+                if placed_gpu >= gpu_capacity:
+                    continue
+                placed_gpu += 1
+            w.scheduled_at = now
+            w.ready_at = now + start_s
+            w.idle_since = w.ready_at
 
     for spec in groups:
         for _ in range(initial(spec)):
@@ -384,7 +404,7 @@ def simulate(
             candidates.append(tasks[next_arrival].submit_s)
         if completions:
             candidates.append(completions[0][0])
-        pending_ready = [w.ready_at for w in live if w.ready_at > now]
+        pending_ready = [w.ready_at for w in live if now < w.ready_at < math.inf]
         if pending_ready:
             candidates.append(min(pending_ready))
         now = min(candidates)
@@ -425,6 +445,7 @@ def simulate(
             for d in autoscaler.step(view):
                 scale_events += _apply(d, now, pod_start_s, live, by_id, add_worker, groups)
             live[:] = [w for w in live if w.removed_at is None]
+            schedule(now, pod_start_s)
             peak = max(peak, len(live))
             place(now)
             tick = now + interval_s
@@ -432,7 +453,9 @@ def simulate(
     worker_s = 0.0
     gpu_worker_s = 0.0
     for w in workers:
-        alive = (w.removed_at if w.removed_at is not None else end) - w.requested_at
+        if w.scheduled_at is None:
+            continue
+        alive = (w.removed_at if w.removed_at is not None else end) - w.scheduled_at
         worker_s += alive
         if w.spec.is_gpu:
             gpu_worker_s += alive
@@ -521,10 +544,11 @@ def _apply(
 FIELDS_HELP = """\
 Output: one JSON object.
   trace, tasks, pod_start_s, interval_s, airflow_lead_s, window_s, backlog_grace_workers,
-  prewarm_s, prewarm_workers, idle_timeout_s   the inputs
+  prewarm_s, prewarm_workers, pending_timeout_s, gpu_capacity, idle_timeout_s   the inputs
   groups                                  the worker groups: name, min, max, cpus, gpus per worker
   policies.<name>                         for each of: policy (ours), fixed_pool, idle_timeout
-    worker_hours       sum over workers of (removed or end of run - requested) / 3600; includes pod start
+    worker_hours       sum over workers of (removed or end of run - placed on a node) / 3600; includes
+                       the pod start, not time Pending for want of room (--gpu-capacity)
     gpu_worker_hours   the same for workers of GPU groups only
     queue_wait_s.p50   median of (task start - task submit), seconds
     queue_wait_s.p95   95th percentile of the same (linear interpolation)
@@ -576,6 +600,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dagrun-first-s", type=float, default=0.0, help="time of its first run (with --dagrun-period-s)")
     p.add_argument("--prewarm-s", type=float, default=0.0, help="our policy pre-warms this long before each run")
     p.add_argument("--prewarm-workers", type=int, default=0, help="CPU workers to have ready for each run")
+    p.add_argument(
+        "--pending-timeout-s",
+        type=float,
+        default=PolicyConfig.pending_timeout_s,
+        help="our policy's pending_timeout_s: a group with a pod Pending this long stops growing",
+    )
+    p.add_argument(
+        "--gpu-capacity",
+        type=int,
+        default=None,
+        help="at most this many GPU pods fit the cluster at once; the rest stay Pending (default: no limit)",
+    )
     p.add_argument("--idle-timeout-s", type=float, default=60.0, help="idle_timeout baseline: idleTimeoutSeconds")
     return p
 
@@ -596,12 +632,13 @@ def config_from_args(args: argparse.Namespace) -> PolicyConfig:
         backlog_grace_workers=args.backlog_grace_workers,
         prewarm_s=args.prewarm_s,
         prewarm_demand=prewarm,
+        pending_timeout_s=args.pending_timeout_s,
     )
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
     """Run the three policies on ``args.trace``; the JSON object that ``main`` prints (see FIELDS_HELP)."""
-    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s", "prewarm_s"):
+    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s", "prewarm_s", "pending_timeout_s"):
         value = getattr(args, name)
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"--{name.replace('_', '-')}={value}: pass seconds >= 0")
@@ -633,6 +670,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         "backlog_grace_workers": args.backlog_grace_workers,
         "prewarm_s": args.prewarm_s,
         "prewarm_workers": args.prewarm_workers,
+        "pending_timeout_s": args.pending_timeout_s,
+        "gpu_capacity": args.gpu_capacity,
         "idle_timeout_s": args.idle_timeout_s,
         "groups": [
             {
@@ -655,6 +694,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             interval_s=args.interval_s,
             airflow_lead_s=args.airflow_lead_s,
             dagrun_schedule=schedule,
+            gpu_capacity=args.gpu_capacity,
             initial=initial,
         )
         out["policies"][name] = result.to_json()

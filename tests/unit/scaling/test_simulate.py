@@ -190,3 +190,20 @@ def test_cli_prints_one_json_object_with_every_documented_field(
     help_text = capsys.readouterr().out
     for field in ("--trace", "--pod-start-s", "worker_hours", "gpu_worker_hours", "p95", "scale_events"):
         assert field in help_text
+
+
+def test_with_gpu_pods_stuck_pending_the_policy_stops_growing_and_the_idle_timeout_baseline_does_not() -> None:
+    groups = [WorkerGroupSpec("gpu", 0, 4, cpus_per_worker=4, gpus_per_worker=1)]
+    tasks = [Task(0, 1000, 1, 1), Task(100, 10, 1, 1), Task(400, 10, 1, 1), Task(500, 10, 1, 1)]
+    config = PolicyConfig(pending_timeout_s=120.0)
+    kwargs = {"pod_start_s": 60.0, "interval_s": 10.0, "gpu_capacity": 1}
+    ours = simulate(tasks, groups, PolicyAutoscaler(config), **kwargs)  # type: ignore[arg-type]
+    idle = simulate(tasks, groups, IdleTimeout(), **kwargs)  # type: ignore[arg-type]
+    # Both ask for a second pod at t=100, which cannot be placed; only ours stops there.
+    assert ours.peak_workers == 2
+    assert idle.peak_workers == 4
+    # The first pod runs the long task (60-1060) then the three queued ones (to 1090); the pods that never
+    # found a node cost nothing.
+    for run in (ours, idle):
+        assert run.makespan_s == pytest.approx(1090)
+        assert run.worker_hours == pytest.approx(1090 / 3600)
