@@ -544,7 +544,6 @@ def decide(
             count = q.backlog if ray_known else q.backlog + q.running
             backlog.append(_shape(shape, count))
     backlog_by_group = route(backlog)
-    counts = tuple(sum(getattr(q, k) for q in snapshots) for k in ("queued", "scheduled", "running"))
 
     runs_after = [q.next_dagrun_run_after for q in snapshots if q.next_dagrun_run_after is not None]
     next_run = min(runs_after) if runs_after else None
@@ -574,8 +573,8 @@ def decide(
             why.append(f"Ray pending {_describe(ray_pending)}")
         if queued_work:
             why.append(
-                "Airflow {} queued + {} scheduled + {} running task(s)".format(*counts)
-                + ("" if ray_known else " (Ray demand unknown: all count)")
+                f"Airflow backlog {_describe(queued_work)}"
+                + ("" if ray_known else " (Ray demand unknown: running tasks count too)")
             )
         if ray_pending or queued_work:
             why.append(f"need {need} = {busy} busy + {for_all} new" + (f" - {grace} grace" if grace else ""))
