@@ -228,3 +228,57 @@ def test_trigger_stops_when_its_time_is_up(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(RayPoolLoop, "cycle", lambda *a, **k: pytest.fail("no cycle after run_until"))
     (event,) = run_trigger(trigger(run_until=1.0))
     assert event.payload["done"] is True and event.payload["points"] == []
+
+
+class FakeTI:
+    """The slice of a task instance the sensor uses: its identity and XCom."""
+
+    dag_id, run_id, task_id, try_number = "ray_pool_autoscaler", "manual__1", "size_ray_pool", 1
+
+    def __init__(self, history: list[dict[str, Any]]) -> None:
+        self.xcom = {"ray_pool_history": history}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str) -> Any:
+        assert task_ids == self.task_id
+        return self.xcom.get(key)
+
+
+def event(points: int, **extra: Any) -> dict[str, Any]:
+    state = PolicyState(recommendations={"cpu": ((50.0, 2),)}).to_json()
+    base = {"state": state, "seq": 40, "failures": 1, "done": False, "error": None}
+    pts = [{"t": i, "queued": i, "running": 0, "pool": 1, "target": 1, "reason": "hold"} for i in range(points)]
+    return {**base, "points": pts, **extra}
+
+
+def test_resuming_stores_bounded_history_and_defers_again_with_the_state() -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    ti = FakeTI([{"t": -1, "queued": 0, "running": 0, "pool": 0, "target": 0, "reason": "first"}])
+    s = sensor(history_length=3, cycles_per_event=7)
+    with pytest.raises(TaskDeferred) as deferred:
+        s.execute_complete({"ti": ti}, event(points=3), run_until=None)
+    assert [p["t"] for p in ti.xcom["ray_pool_history"]] == [0, 1, 2]  # bounded, oldest dropped
+    assert ti.xcom["ray_pool_state"] == event(0)["state"]
+    trigger = deferred.value.trigger
+    _, kwargs = trigger.serialize()
+    assert (kwargs["seq"], kwargs["failures"], kwargs["cycles_per_event"]) == (40, 1, 7)
+    assert kwargs["state"] == event(0)["state"]
+    assert kwargs["run_key"] == "ray_pool_autoscaler/manual__1/size_ray_pool/1"
+    assert deferred.value.method_name == "execute_complete"
+
+
+def test_resuming_after_the_run_time_succeeds_with_a_summary() -> None:
+    ti = FakeTI([])
+    assert sensor().execute_complete({"ti": ti}, event(points=2, done=True)) == {"cycles": 40, "pool": 1, "target": 1}
+
+
+def test_resuming_after_repeated_failures_fails_the_task_but_keeps_the_history() -> None:
+    from airflow.sdk.exceptions import AirflowException
+
+    ti = FakeTI([])
+    with pytest.raises(AirflowException, match="5 ray pool cycles failed in a row"):
+        sensor().execute_complete({"ti": ti}, event(points=1, error="5 ray pool cycles failed in a row; last: x"))
+    assert len(ti.xcom["ray_pool_history"]) == 1
