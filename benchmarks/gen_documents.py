@@ -5,7 +5,7 @@ three labelled topics, ~5% empty) with fresh ids, so generating millions of rows
 row still goes through the full regex work. Deterministic for a given --rows/--files/--seed; an existing
 dataset with the same parameters is reused.
 
-    .venv/bin/python benchmarks/gen_documents.py [--rows 3000000] [--files 24] [--output /tmp/mlk8s-bench-docs]
+    .venv/bin/python benchmarks/gen_documents.py [--rows 2000000] [--files 16] [--output /tmp/mlk8s-bench-docs]
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def generate(output: Path, rows: int, files: int, seed: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=3_000_000)
-    parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--output", default="/tmp/mlk8s-bench-docs")
     args = parser.parse_args()

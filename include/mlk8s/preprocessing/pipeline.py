@@ -203,20 +203,13 @@ def dry_run(spec: PipelineSpec, source: InputSource, rows: int = 64) -> pa.Schem
     if spec.schema is not None:
         try:
             table = cast_to_schema(table, spec.schema, extra=spec.schema_extra)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError) as exc:
             produced = {f.name: str(f.type) for f in table.schema}
             raise SpecError(
                 f"schema: the pipeline's output does not convert to the declared schema ({exc}). The pipeline "
                 f"produces {produced}; fix the declared types or add a transform that converts the values"
             ) from None
-        missing = [f.name for f in spec.schema if not f.nullable and f.name not in _columns_before(table)]
-        if missing:
-            raise SpecError(f"schema: non-nullable field(s) {missing} are not produced by the pipeline")
     return table.schema
-
-
-def _columns_before(table: pa.Table) -> list[str]:
-    return [name for name in table.column_names if table[name].null_count < table.num_rows or table.num_rows == 0]
 
 
 def _simulate_actor(step: Step, table: pa.Table) -> pa.Table:

@@ -148,19 +148,25 @@ def to_schema(table: pa.Table, *, fields: dict[str, str], extra: str = "keep") -
 
 def cast_to_schema(table: pa.Table, schema: pa.Schema, *, extra: str = "keep") -> pa.Table:
     columns: list[Any] = []
-    names: list[str] = []
+    fields: list[pa.Field] = []
     for field in schema:
         if field.name in table.column_names:
-            columns.append(table[field.name].cast(field.type))
+            column = table[field.name].cast(field.type)
         else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-        names.append(field.name)
+            column = pa.nulls(table.num_rows, field.type)
+        if not field.nullable and column.null_count:
+            raise ValueError(
+                f"field {field.name!r} is declared 'not null' but {column.null_count} of {table.num_rows} rows "
+                f"have no value{'' if field.name in table.column_names else ' (the column is missing)'}"
+            )
+        columns.append(column)
+        fields.append(field)
     if extra == "keep":
-        for name in table.column_names:
-            if name not in names:
-                columns.append(table[name])
-                names.append(name)
-    return pa.Table.from_arrays(columns, names=names)
+        for field in table.schema:
+            if field.name not in schema.names:
+                columns.append(table[field.name])
+                fields.append(field)
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def raw_files_to_documents(table: pa.Table, *, root: str = "") -> pa.Table:

@@ -68,6 +68,7 @@ def test_help_documents_the_flags_and_the_contract(capsys: pytest.CaptureFixture
             "does not convert to the declared schema",
         ),
         (f'{{"steps": [{{"use": "{USER}.not_a_mask", "kind": "filter"}}]}}', "docs", "a filter must return"),
+        ('{"steps": ["clean_text"], "schema": {"fields": {"title": "string not null"}}}', "docs", "not null"),
         ('{"steps": [{"use": "text_features", "args": {"column": "body"}}]}', "docs", r"steps\[0\].*'body'"),
     ],
 )

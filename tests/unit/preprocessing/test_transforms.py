@@ -119,3 +119,12 @@ def test_text_features_on_any_unicode_and_sliced_arrays(texts: list[str | None],
         assert row["upper_ratio"] == pytest.approx(
             sum(c in string.ascii_uppercase for c in text) / max(len(text), 1), rel=1e-6
         )
+
+
+def test_not_null_fields_are_enforced_and_kept_in_the_schema() -> None:
+    out = to_schema(pa.table({"id": ["a"]}), fields={"id": "string not null"})
+    assert not out.schema.field("id").nullable
+    with pytest.raises(ValueError, match="'id' is declared 'not null' but 1 of 2 rows"):
+        to_schema(pa.table({"id": ["a", None]}), fields={"id": "string not null"})
+    with pytest.raises(ValueError, match="column is missing"):
+        to_schema(pa.table({"x": [1]}), fields={"id": "string not null"})
