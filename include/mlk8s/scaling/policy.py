@@ -537,13 +537,16 @@ def decide(
     ray_known = demand is not None
     pending_by_group = route(demand or ())
     backlog: list[ResourceDemand] = []
+    everything: list[ResourceDemand] = []
     for q in snapshots:
         shape = q.task_shape or config.task_demand
         if shape is not None:
-            # Without Ray's demand, running tasks may be waiting on Ray too: count them as backlog.
-            count = q.backlog if ray_known else q.backlog + q.running
-            backlog.append(_shape(shape, count))
+            backlog.append(_shape(shape, q.backlog))
+            everything.append(_shape(shape, q.backlog + q.running))
     backlog_by_group = route(backlog)
+    # Without Ray's demand, running tasks may be waiting on Ray too: the pool must at least hold all of
+    # Airflow's tasks at once (packed, so the ones already on busy workers are not counted twice).
+    floor_by_group = route(() if ray_known else everything)
 
     runs_after = [q.next_dagrun_run_after for q in snapshots if q.next_dagrun_run_after is not None]
     next_run = min(runs_after) if runs_after else None
@@ -569,13 +572,14 @@ def decide(
         for_all = workers_needed(ray_pending + queued_work, spec, slack)
         grace = min(for_all - for_ray, config.backlog_grace_workers)
         need = busy + for_all - grace
+        floor = workers_needed(floor_by_group[spec.name], spec)
+        if floor > need:
+            why.append(f"Ray demand unknown: all {_describe(floor_by_group[spec.name])} of Airflow need {floor}")
+            need = floor
         if ray_pending:
             why.append(f"Ray pending {_describe(ray_pending)}")
         if queued_work:
-            why.append(
-                f"Airflow backlog {_describe(queued_work)}"
-                + ("" if ray_known else " (Ray demand unknown: running tasks count too)")
-            )
+            why.append(f"Airflow backlog {_describe(queued_work)}")
         if ray_pending or queued_work:
             why.append(f"need {need} = {busy} busy + {for_all} new" + (f" - {grace} grace" if grace else ""))
         prewarm_need = workers_needed(prewarm_by_group[spec.name], spec)
@@ -600,7 +604,7 @@ def decide(
         # Remember how many workers beyond the busy ones the demand asked for, the whole backlog counted:
         # the grace only delays growth, it never removes an idle worker that queued work is about to use.
         # The window keeps only entries that can still be its maximum, so entries[0] is that maximum.
-        wanted = min(max(busy + for_all, spec.min_workers), spec.max_workers)
+        wanted = min(max(busy + for_all, floor, spec.min_workers), spec.max_workers)
         extra = max(0, recommended - busy, wanted - busy)
         entries = [e for e in state.recommendations.get(spec.name, ()) if e[0] > horizon]
         while entries and entries[-1][1] <= extra:

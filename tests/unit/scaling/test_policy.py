@@ -119,6 +119,9 @@ def test_without_ray_demand_the_running_airflow_tasks_count() -> None:
     assert one(known).target == 0  # Ray says nothing waits: the 8 running tasks are placed already
     assert one(unknown).target == 2  # nothing known from Ray: 8 one-CPU tasks need 2 workers
     assert "Ray demand unknown" in one(unknown).reason
+    # The same 8 tasks already running on two full workers are not counted twice.
+    placed, _ = decide(0.0, GROUPS, [busy(1), busy(2)], queue, None, config, PolicyState())
+    assert one(placed).target == 2
 
 
 # --- GPU routing ----------------------------------------------------------------------------------------
