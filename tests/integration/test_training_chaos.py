@@ -38,6 +38,8 @@ COMMON = [
     "2",
     "--task-option",
     "hidden=128",
+    "--task-option",
+    "shifts=0",
 ]
 
 

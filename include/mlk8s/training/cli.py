@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a task-specific option, repeatable; the built-in task knows hidden, layers, dropout, held-out",
+        help="a task-specific option, repeatable; the built-in task knows hidden, layers, dropout, held-out, shifts",
     )
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training data (>= 0)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds init, dropout, data order and the split")

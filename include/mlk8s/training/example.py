@@ -4,7 +4,8 @@ With no ``--data`` it trains on scikit-learn's bundled digits (8x8 images, 10 cl
 tests need no download. With ``--data`` it reads Parquet (a file or a directory of files, any pyarrow.fs URI)
 with a list<float> column ``embedding`` and an integer or string column ``label``: the shape the preprocessing
 pipeline writes. Options (``--task-option KEY=VALUE``): hidden (units per layer, 256), layers (hidden layers,
-2), dropout (0.1), held-out (fraction kept for evaluation, 0.2).
+2), dropout (0.1), held-out (fraction kept for evaluation, 0.2), shifts (digits only: 1 adds the training
+images moved by one pixel in each direction, 5x the rows per epoch; 0 turns that off).
 """
 
 from __future__ import annotations
@@ -139,8 +140,29 @@ def _parquet_files(uri: str, loc: Location) -> list[Location]:
     return sorted(found, key=lambda f: f.path)
 
 
+def shifted_digits(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The training images plus copies moved one pixel up, down, left and right (zero-filled).
+
+    A classic augmentation for digits: it helps held-out accuracy, and it gives the example epochs long enough
+    (7,185 rows) that an epoch-end checkpoint is small next to the epoch, as it is in real training.
+    """
+    import numpy as np
+
+    images = features.reshape(-1, 8, 8)
+    copies = [images]
+    for axis, shift in ((1, -1), (1, 1), (2, -1), (2, 1)):
+        moved = np.roll(images, shift, axis=axis)
+        edge = 0 if shift == 1 else -1
+        if axis == 1:
+            moved[:, edge, :] = 0.0
+        else:
+            moved[:, :, edge] = 0.0
+        copies.append(moved)
+    return np.concatenate(copies).reshape(-1, features.shape[1]), np.tile(labels, len(copies))
+
+
 class ClassifierTask(TrainingTask):
-    options = ("hidden", "layers", "dropout", "held-out")
+    options = ("hidden", "layers", "dropout", "held-out", "shifts")
 
     def __init__(self, context: TaskContext) -> None:
         super().__init__(context)
@@ -152,6 +174,11 @@ class ClassifierTask(TrainingTask):
             raise TaskUsageError("--task-option", f"dropout={self.dropout} must be in [0, 1)")
         if not 0.0 <= self.held_out < 1.0:
             raise TaskUsageError("--task-option", f"held-out={self.held_out} must be in [0, 1)")
+        self.shifts = context.int_option("shifts", 1, minimum=0)
+        if self.shifts > 1:
+            raise TaskUsageError("--task-option", f"shifts={self.shifts} must be 0 or 1")
+        if "shifts" in context.options and context.data is not None:
+            raise TaskUsageError("--task-option", "shifts applies to the built-in digits only; drop it with --data")
         self.class_names: list[str] | None = None
 
     def setup(self) -> None:
@@ -171,9 +198,12 @@ class ClassifierTask(TrainingTask):
         if len(labels) - n_held < 1:
             raise TaskUsageError("--data", f"only {len(labels)} rows: nothing left to train on after the split")
         held, train = order[:n_held], order[n_held:]
+        train_x, train_y = features[train], labels[train]
+        if self.context.data is None and self.shifts:
+            train_x, train_y = shifted_digits(train_x, train_y)
         device = self.context.device
-        self.x = torch.from_numpy(features[train]).to(device)
-        self.y = torch.from_numpy(labels[train]).to(device)
+        self.x = torch.from_numpy(train_x).to(device)
+        self.y = torch.from_numpy(train_y).to(device)
         self.x_held = torch.from_numpy(features[held]).to(device)
         self.y_held = torch.from_numpy(labels[held]).to(device)
         self.num_features = int(features.shape[1])

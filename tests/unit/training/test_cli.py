@@ -53,6 +53,8 @@ def run_main(tmp_path: Path, *extra: str) -> int:
         (["--task", "tests.unit.training.tasks:NotATask"], "--task"),
         (["--task", "notdotted"], "--task"),
         (["--data", "/definitely/not/here.parquet"], "--data"),
+        (["--data", "/any.parquet", "--task-option", "shifts=1"], "--task-option"),
+        (["--task-option", "shifts=3"], "--task-option"),
         (["--device", "tpu"], "--device"),
     ],
 )
@@ -119,11 +121,11 @@ def test_unwritable_result_dir_is_a_usage_error(
 def test_resume_with_different_flags_is_refused_and_keeps_checkpoints(
     tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_main(tmp_path, "--seed", "1") == EXIT_OK
+    assert run_main(tmp_path, "--seed", "1", "--task-option", "shifts=0") == EXIT_OK
     result = json.loads((xcom / "return.json").read_text())
     assert result["status"] == "done" and result["steps"] == 6
     checkpoints = {k: v for k, v in tree_digest(tmp_path / "ckpt").items() if k.startswith("ckpt-")}
-    assert run_main(tmp_path, "--seed", "2") == EXIT_USAGE
+    assert run_main(tmp_path, "--seed", "2", "--task-option", "shifts=0") == EXIT_USAGE
     err = capsys.readouterr().err
     assert "--seed" in err and "--checkpoint-uri" in err
     after = {k: v for k, v in tree_digest(tmp_path / "ckpt").items() if k.startswith("ckpt-")}

@@ -18,7 +18,7 @@ from mlk8s.training.loop import Outcome, StopSignal, TrainConfig, Trainer, epoch
 from tests.unit.training.tasks import LinearRegressionTask, StopAtStepTask
 
 # 1437 training rows / 128 = 12 steps per epoch, 3 epochs: 36 steps in well under a second.
-SMALL = {"hidden": "24", "layers": "1"}
+SMALL = {"hidden": "24", "layers": "1", "shifts": "0"}
 
 
 def config(tmp: Path, **overrides: object) -> TrainConfig:
@@ -195,7 +195,7 @@ def test_parquet_embeddings_with_string_labels(tmp_path: Path) -> None:
         table = pa.table({"id": np.arange(40), "embedding": list(emb), "label": labels})
         pq.write_table(table, data / f"part-{part}.parquet")
     (data / "_SUCCESS").write_text("")
-    cfg = config(tmp_path, data=str(data), batch_size=16, epochs=2)
+    cfg = config(tmp_path, data=str(data), batch_size=16, epochs=2, task_options={"hidden": "8"})
     outcome = train(cfg)
     assert outcome.exit_code == EXIT_OK
     info = json.loads((tmp_path / "out" / "model.json").read_text())
@@ -232,7 +232,7 @@ def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:
         )
         parts.append(write_part(table, output, attempt, input_rows=30))
     commit(output, attempt, parts)
-    outcome = train(config(tmp_path, data=output, batch_size=16, epochs=1))
+    outcome = train(config(tmp_path, data=output, batch_size=16, epochs=1, task_options={"hidden": "8"}))
     assert outcome.exit_code == EXIT_OK
     info = json.loads((tmp_path / "out" / "model.json").read_text())
     assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 60
@@ -246,3 +246,16 @@ def test_sigterm_before_the_first_step_exits_without_writing_a_checkpoint(tmp_pa
     assert outcome.exit_code == EXIT_INTERRUPTED
     assert outcome.result["steps"] == 0 and outcome.result["checkpoint_uri"] is None
     assert CheckpointStore(str(tmp_path / "ckpt")).list_checkpoints() == []
+
+
+def test_shifted_digits_adds_four_one_pixel_moves() -> None:
+    import numpy as np
+
+    from mlk8s.training.example import shifted_digits
+
+    image = np.zeros((1, 64), dtype=np.float32)
+    image[0, 3 * 8 + 4] = 1.0  # row 3, column 4
+    features, labels = shifted_digits(image, np.array([7]))
+    assert features.shape == (5, 64) and labels.tolist() == [7] * 5
+    lit = sorted(divmod(int(np.flatnonzero(f)[0]), 8) for f in features)
+    assert lit == [(2, 4), (3, 3), (3, 4), (3, 5), (4, 4)]
