@@ -186,6 +186,7 @@ class Trainer:
         #: CPU seconds the writer thread spent on them: what benchmarks attribute to checkpointing.
         self.checkpoint_step_thread_seconds = 0.0
         self.checkpoint_writer_cpu_seconds = 0.0
+        self.checkpoints_committed = 0
 
     # -- setup ---------------------------------------------------------------------------------------------
 
@@ -257,6 +258,7 @@ class Trainer:
             self._last_commit_time = time.monotonic()
             self._save_seconds.append(elapsed)
             self._state_bytes = sum(len(b) for b in files.values())
+            self.checkpoints_committed += 1
         log.info("mlk8s: checkpoint committed step=%d epoch=%d uri=%s", step, epoch, info.uri)
         removed = self.store.prune(self.protect)
         if removed:
