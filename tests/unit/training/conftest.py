@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ def _restore_process_globals() -> Iterator[None]:
 
 
 @pytest.fixture
-def xcom(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def xcom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "xcom"
     monkeypatch.setenv("MLK8S_XCOM_DIR", str(directory))
     return directory
