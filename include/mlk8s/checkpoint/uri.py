@@ -7,6 +7,7 @@ relaunched process with a different working directory still finds the same check
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 
 import pyarrow.fs as pafs
@@ -54,7 +55,8 @@ def write_atomic(loc: Location, data: bytes) -> None:
     """
     if loc.is_local:
         parent, _, name = loc.path.rpartition("/")
-        tmp = f"{parent}/.{name}.tmp-{os.getpid()}"
+        # Random, not the pid: every container's main process is pid 1, and pods may share a volume.
+        tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}"
         with loc.fs.open_output_stream(tmp) as out:
             out.write(data)
         loc.fs.move(tmp, loc.path)
