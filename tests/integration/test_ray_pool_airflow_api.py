@@ -231,7 +231,7 @@ def test_ray_pool_page_plots_the_stored_history_behind_airflow_auth(airflow_api:
     assert "no decisions yet" in empty.text
 
 
-# --- the DAG end to end (last in this module: it changes the "other" pool's task states) ----------------------
+# --- the DAG end to end (last in this module: it changes the "ray" pool's task states) ------------------------
 
 
 def _set_state(api: dict[str, str], run_id: str, task_id: str, state: str) -> None:
@@ -266,14 +266,19 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
     register_cluster(ray_cluster)
     before = set(ray_cluster.worker_ids())
     drained = threading.Event()
+    helper_errors: list[BaseException] = []
 
     def drain_when_the_worker_is_up() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not set(ray_cluster.worker_ids()) - before:
-            time.sleep(0.5)
-        for run_id in ("r1", "r2"):  # the two queued tasks of pool "other" finish
-            _set_state(airflow_api, run_id, "elsewhere", "success")
-        drained.set()
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not set(ray_cluster.worker_ids()) - before:
+                time.sleep(0.5)
+            # The backlog of pool "ray" (3 queued + 1 scheduled) finishes.
+            for run_id, task_id in (("r1", "prep_0"), ("r1", "prep_1"), ("r1", "prep_2"), ("r2", "prep_0")):
+                _set_state(airflow_api, run_id, task_id, "success")
+            drained.set()
+        except BaseException as exc:
+            helper_errors.append(exc)
 
     helper = threading.Thread(target=drain_when_the_worker_is_up, daemon=True)
     helper.start()
@@ -285,7 +290,7 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
             run_conf={
                 "actuator": "local",
                 "groups": [{"name": "big", "min_workers": 0, "max_workers": 1, "cpus_per_worker": 2}],
-                "queue_pool": "other",
+                "queue_pool": "ray",
                 "cpus_per_task": 2,
                 "scale_down_window_s": 4,
                 "interval_s": 1,
@@ -298,7 +303,7 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
             ray_cluster.remove_worker(extra, force=True)
         unregister_cluster(ray_cluster)
 
-    assert drained.is_set()
+    assert drained.is_set(), helper_errors
     ti = next(t for t in dr.get_task_instances() if t.task_id == "size_ray_pool")
     assert str(ti.state) == "success"
     with create_session() as session:
@@ -309,9 +314,9 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
         )
         history = XComModel.deserialize_value(row)
     sizes = [(p["queued"], p["pool"], p["target"]) for p in history]
-    # Two queued tasks of 2 CPUs -> one 2-CPU worker at once (max 1); after they drain and the window passes,
-    # the idle worker is removed.
-    assert sizes[0] == (2, 0, 1), history[0]
+    # A backlog of four 2-CPU tasks -> 2-CPU workers at once (capped at max 1); after it drains and the window
+    # passes, the idle worker is removed.
+    assert sizes[0] == (4, 0, 1), history[0]
     assert (0, 1, 0) in sizes, sizes
     assert sizes[-1] == (0, 0, 0), sizes
     assert any("scale down 1 -> 0" in p["reason"] for p in history)
