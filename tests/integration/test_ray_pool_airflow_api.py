@@ -196,6 +196,11 @@ def test_reads_pool_slots_weighted_by_pool_slots(monkeypatch: pytest.MonkeyPatch
     assert slots.open_slots == 8 - 4 - 3 - 1  # include_deferred: deferred tasks hold their slot
 
 
+def test_reads_when_a_dag_runs_next(monkeypatch: pytest.MonkeyPatch, airflow_api: dict[str, str]) -> None:
+    # The fixture DAG has no schedule: no next run to pre-warm for (the route and field exist, though).
+    assert _hook(monkeypatch, airflow_api).next_dagrun_times(["ray_pool_queue"]) == {"ray_pool_queue": None}
+
+
 def test_unknown_pool_names_the_fix(monkeypatch: pytest.MonkeyPatch, airflow_api: dict[str, str]) -> None:
     with pytest.raises(AirflowApiError, match="pool 'no-such-pool' does not exist"):
         _hook(monkeypatch, airflow_api).get_pool_slots("no-such-pool")
