@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlk8s_airflow.operators.preprocessing import RayDashboardLink
+from mlk8s_airflow.links import RayDashboardLink
 from mlk8s_airflow.ui.ray_pool import EXTERNAL_VIEWS as RAY_POOL_VIEWS
 from mlk8s_airflow.ui.ray_pool import FASTAPI_APP as RAY_POOL_APP
 

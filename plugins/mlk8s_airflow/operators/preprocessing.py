@@ -19,29 +19,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
     convert_env_vars_or_raise_error,
 )
-from airflow.sdk import Asset, BaseOperatorLink
+from airflow.sdk import Asset
 from kubernetes.client import models as k8s
 
+from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, RayDashboardLink
 from mlk8s_airflow.operators.pod import PodTaskOperator
 from mlk8s_airflow.placement import COMPONENT_LABEL, STATELESS, pool_affinity
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DASHBOARD_XCOM_KEY = "ray_dashboard_url"
 RAY_POOL = "ray"
-
-
-class RayDashboardLink(BaseOperatorLink):
-    """A link from the task to the Ray dashboard of the cluster its pipeline ran on."""
-
-    name = "Ray dashboard"
-
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        url = XCom.get_value(ti_key=ti_key, key=DASHBOARD_XCOM_KEY)
-        return str(url) if url else ""
 
 
 def ray_address_from_connection(host: str | None, port: int | None, conn_id: str) -> str:
