@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlk8s.preprocessing import commit as commit_mod
-from mlk8s.preprocessing.sources import InputSource, iter_tables, read_sample
+from mlk8s.preprocessing.sources import InputSource, iter_tables, read_sample, read_unit
 from mlk8s.preprocessing.spec import PipelineSpec, SpecError, Step
-from mlk8s.preprocessing.transforms import cast_to_schema, raw_files_to_documents
+from mlk8s.preprocessing.transforms import cast_to_schema
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +115,22 @@ class TaskStage:
         self,
         steps: list[Step],
         *,
-        raw_root: str | None = None,
+        source: InputSource | None = None,
         writer: PartWriter | None = None,
     ) -> None:
         self.steps = steps
-        self.raw_root = raw_root
+        self.source = source
         self.writer = writer
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        table, in_rows = _unwrap(batch)
-        if self.raw_root is not None:
-            table = raw_files_to_documents(table, root=self.raw_root)
+        if self.source is not None:
+            # The first stage reads its work units itself (see sources.work_units).
+            units = batch.to_pylist()
+            tables = [read_unit(self.source, unit) for unit in units]
+            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+            in_rows = table.num_rows
+        else:
+            table, in_rows = _unwrap(batch)
         for step in self.steps:
             table = apply_step(step, table)
         if self.writer is not None:
@@ -269,16 +274,17 @@ def build_dataset(spec: PipelineSpec, source: InputSource, output_uri: str, atte
     ds = ray_dataset(source)
     stages = plan_stages(spec)
     writer = PartWriter(output_uri, attempt_id, spec.schema, spec.schema_extra)
-    raw_root = source.root if source.format == "raw" else None
-    if stages and stages[0].kind == "actor" and raw_root is not None:
-        stages.insert(0, Stage("task", []))
+    if stages[0].kind == "actor":
+        stages.insert(0, Stage("task", []))  # something has to read the work units
     # Tasks keep Ray's default of 3 retries after a worker dies; actors restart (Ray Data's default).
     gpus = _cluster_gpus() if spec.has_actor_steps() else 0.0
     for index, stage in enumerate(stages):
         last = index == len(stages) - 1
         if stage.kind == "task":
-            fn = TaskStage(stage.steps, raw_root=raw_root if index == 0 else None, writer=writer if last else None)
-            ds = ds.map_batches(fn, batch_format="pyarrow", batch_size=spec.batch_size, zero_copy_batch=True)
+            fn = TaskStage(stage.steps, source=source if index == 0 else None, writer=writer if last else None)
+            # The first stage gets one work unit per call; later ones the batch size the spec asks for.
+            batch_size = 1 if index == 0 else spec.batch_size
+            ds = ds.map_batches(fn, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True)
             continue
         step = stage.steps[0]
         num_gpus = step.num_gpus if step.num_gpus is not None else (1.0 if gpus >= 1 else 0.0)

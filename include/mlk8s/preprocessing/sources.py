@@ -159,14 +159,67 @@ def read_sample(source: InputSource, rows: int = 64) -> pa.Table:
     return pa.table({})
 
 
+#: Raw files per work unit: small files, so a unit of one file would be all task overhead.
+RAW_FILES_PER_UNIT = 256
+#: Above this many Parquet row groups, a unit is a whole file (listing row groups costs a footer read each).
+MAX_ROW_GROUP_UNITS = 20000
+
+
+def work_units(source: InputSource) -> list[dict[str, Any]]:
+    """The input cut into independent pieces, one Ray task each: a Parquet row group, a JSON lines file, or
+    a chunk of raw files.
+
+    Ray Data's own file readers group files into as many read tasks as there are CPUs, by count, so one
+    task can get most of the rows while the other CPUs idle; units of about equal size keep every CPU busy
+    to the end.
+    """
+    import pyarrow.parquet as pq
+
+    if source.format == "raw":
+        files = list(source.files)
+        return [
+            {"paths": files[i : i + RAW_FILES_PER_UNIT], "row_group": -1}
+            for i in range(0, len(files), RAW_FILES_PER_UNIT)
+        ]
+    if source.format == "jsonl" or len(source.files) > MAX_ROW_GROUP_UNITS:
+        return [{"paths": [path], "row_group": -1} for path in source.files]
+    units: list[dict[str, Any]] = []
+    for path in source.files:
+        with source.filesystem.open_input_file(path) as fh:
+            groups = pq.ParquetFile(fh).metadata.num_row_groups
+        units.extend({"paths": [path], "row_group": g} for g in range(groups))
+    return units
+
+
+def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
+    """One work unit as a table (raw files already turned into documents)."""
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    from mlk8s.preprocessing.transforms import raw_files_to_documents
+
+    fs = source.filesystem
+    paths = list(unit["paths"])
+    if source.format == "raw":
+        chunk = []
+        for path in paths:
+            with fs.open_input_stream(path) as fh:
+                chunk.append((path, bytes(fh.read())))
+        return raw_files_to_documents(_raw_table(chunk), root=source.root)
+    if source.format == "jsonl":
+        compression = "gzip" if paths[0].endswith(".gz") else None
+        with fs.open_input_stream(paths[0], compression=compression) as fh:
+            return pajson.read_json(fh)
+    with fs.open_input_file(paths[0]) as fh:
+        parquet = pq.ParquetFile(fh)
+        if unit["row_group"] < 0:
+            return parquet.read()
+        return parquet.read_row_group(unit["row_group"])
+
+
 def ray_dataset(source: InputSource) -> Any:
-    """The same files as a Ray Dataset (raw files still as ``bytes``/``path``; see ``raw_files_to_documents``)."""
+    """A Ray Dataset of work units (one block each); the first stage reads them with :func:`read_unit`."""
     import ray.data
 
-    files = list(source.files)
-    if source.format == "parquet":
-        return ray.data.read_parquet(files, filesystem=source.filesystem, partitioning=None)
-    if source.format == "jsonl":
-        # lines=False is the Arrow reader, which parses JSON lines natively (and takes a filesystem).
-        return ray.data.read_json(files, filesystem=source.filesystem, partitioning=None)  # type: ignore[arg-type]
-    return ray.data.read_binary_files(files, filesystem=source.filesystem, include_paths=True)
+    units = work_units(source)
+    return ray.data.from_items(units, override_num_blocks=max(1, len(units)))
