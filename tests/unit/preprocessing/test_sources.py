@@ -67,3 +67,29 @@ def test_bad_inputs_name_the_flag(tmp_path: Path, setup: str, fmt: str, match: s
         (target / "a.csv").write_text("x\n1\n")
     with pytest.raises(InputError, match=match):
         open_input(str(target), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "raw"])
+def test_work_units_cover_the_input_exactly_once(tmp_path: Path, fmt: str) -> None:
+    """What the Ray tasks read (unit by unit) is what the single-process reader reads."""
+    from mlk8s.preprocessing import sources
+
+    root = tmp_path / "in"
+    root.mkdir()
+    if fmt == "parquet":
+        for i in range(3):
+            pq.write_table(documents(50, seed=i), root / f"{i}.parquet", row_group_size=16)
+    elif fmt == "jsonl":
+        for i in range(3):
+            write_documents(root / f"{i}.jsonl", rows=20, seed=i)
+    else:
+        for i in range(7):
+            (root / f"doc{i}.{'html' if i % 2 else 'txt'}").write_text(f"<p>document {i}</p>")
+    source = open_input(str(root))
+    units = sources.work_units(source)
+    if fmt == "parquet":
+        assert len(units) == 3 * 4  # 50 rows in row groups of 16
+    by_unit = pa.concat_tables([sources.read_unit(source, u) for u in units], promote_options="permissive")
+    whole = pa.concat_tables(list(iter_tables(source)), promote_options="permissive")
+    key = "id"
+    assert sorted(by_unit.to_pylist(), key=lambda r: r[key]) == sorted(whole.to_pylist(), key=lambda r: r[key])
