@@ -165,3 +165,42 @@ def test_cli_runs_against_the_cluster_named_by_ray_address(ray_cluster: LocalRay
     assert result["manifest_uri"] == str(tmp_path / "out" / MANIFEST)
     assert f"connecting to ray cluster {ray_cluster.address}" in proc.stderr
     assert "done: input_rows=120" in proc.stderr
+
+
+def test_sigterm_mid_run_exits_75_and_keeps_the_previous_output(ray_cluster: LocalRayCluster, tmp_path: Path) -> None:
+    """An evicted driver pod: SIGTERM mid-run commits nothing, exits 75 (relaunch), earlier output intact."""
+    docs = write_documents(tmp_path / "docs.jsonl", rows=60)
+    out = tmp_path / "out"
+    from mlk8s.preprocessing.commit import commit, write_part
+
+    commit(str(out), "earlier", [write_part(pa.table({"id": ["kept"]}), str(out), "earlier", 1)])
+    before = (out / MANIFEST).read_bytes()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    spec = json.dumps(
+        {"steps": ["clean_text", {"use": f"{USER}.slow_identity", "args": {"seconds": 5, "marker_dir": str(markers)}}]}
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(ray_cluster.client_env())
+    env["MLK8S_XCOM_DIR"] = str(tmp_path / "xcom")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlk8s.preprocessing", "--input", str(docs), "--output", str(out), "--pipeline", spec],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+
+    def in_a_ray_worker() -> bool:  # the driver's own dry run leaves a marker too: wait for a worker's
+        return any(int(p.name.split("-")[0]) != proc.pid for p in markers.iterdir())
+
+    while not in_a_ray_worker() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 75, output[-3000:]
+    assert "interrupted" in output
+    assert (out / MANIFEST).read_bytes() == before
+    assert read_output(str(out))["id"].to_pylist() == ["kept"]
+    assert not (tmp_path / "xcom" / "return.json").exists()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
+import signal
 import sys
 import tempfile
 import textwrap
 from typing import Any
 
-from mlk8s.podio import EXIT_ERROR, EXIT_OK, EXIT_USAGE, write_result
+from mlk8s.podio import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, write_result
 
 logger = logging.getLogger("mlk8s.preprocessing")
 
@@ -47,7 +49,8 @@ EPILOG = textwrap.dedent(
     Result: JSON written to $MLK8S_XCOM_DIR/return.json (default /airflow/xcom/return.json) with
       input_rows, output_rows, filtered_rows, output_bytes, files, duration_s, rows_per_s, output_uri,
       manifest_uri, content_hash, attempt_id.
-    Exit codes: 0 done, 1 failed while running (previous output intact), 2 bad arguments/spec/input.
+    Exit codes: 0 done, 1 failed while running (previous output intact), 2 bad arguments/spec/input,
+      75 interrupted by SIGTERM before committing (relaunch; the previous output is intact).
     """
 )
 
@@ -104,6 +107,10 @@ def validate(args: argparse.Namespace) -> tuple[Any, Any]:
         raise ValueError(
             f"--output: {args.output!r} and --input {args.input!r} overlap; write to a directory outside the input"
         )
+    if args.attempt_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", args.attempt_id):
+        raise ValueError(
+            f"--attempt-id: {args.attempt_id!r} must be 1-128 letters, digits, '.', '_' or '-' (it names a directory)"
+        )
     if args.ray_address == "auto":
         raise ValueError("--ray-address/RAY_ADDRESS: 'auto' attaches to whatever cluster runs here; name one")
     schema = dry_run(spec, source)
@@ -144,6 +151,14 @@ def connect(address: str | None, local_cpus: int | None) -> None:
     )
 
 
+class Interrupted(BaseException):  # not an Exception: no generic handler may swallow it
+    """SIGTERM (pod eviction, preemption): stop, commit nothing, exit so the operator relaunches."""
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(f"received signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -151,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return _run(args)
+    except Interrupted as exc:
+        logger.warning("interrupted (%s) before the commit finished; the previous output is intact", exc)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     from mlk8s.preprocessing.commit import CommitError
     from mlk8s.preprocessing.sources import InputError
     from mlk8s.preprocessing.spec import SpecError
@@ -169,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         connect(args.ray_address, args.local_cpus)
+        # ray.init installs its own SIGTERM handler (log and exit 15); ours turns an eviction into exit 75.
+        signal.signal(signal.SIGTERM, _raise_interrupted)
         result = run_pipeline(spec, source, args.output, attempt_id=args.attempt_id)
     except (CommitError, Exception) as exc:
         logger.exception("preprocessing failed; the previous output (if any) is intact: %s", exc)

@@ -114,3 +114,9 @@ def test_validate_only_checks_a_good_spec_and_runs_nothing(tmp_path: Path, docs:
     assert not out.exists()
     assert json.loads(json.dumps({"ok": True}))  # the CLI wrote nothing, not even a manifest
     assert not (out / MANIFEST).exists()
+
+
+def test_unsafe_attempt_id_is_refused(docs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--input", str(docs), "--output", str(tmp_path / "o"), "--attempt-id", "../escape"])
+    assert code == EXIT_USAGE
+    assert "--attempt-id" in capsys.readouterr().err
