@@ -21,7 +21,8 @@ from mlk8s.raylocal import LocalRayCluster
 def ray_cluster() -> Iterator[LocalRayCluster]:
     """A head (1 CPU) plus one 1-CPU worker node; tests may add their own workers and must remove them."""
     temp_dir = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
-    cluster = LocalRayCluster(temp_dir, head_cpus=1)
+    # A short drain: stopping at session end need not wait for running tasks.
+    cluster = LocalRayCluster(temp_dir, head_cpus=1, drain_timeout_s=3.0)
     try:
         cluster.start()
         cluster.add_worker(num_cpus=1)
