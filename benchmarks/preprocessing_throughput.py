@@ -211,6 +211,7 @@ def main() -> int:
         ours_rows = hand_rows = 0
         roots = [os.getpid(), *(cluster.node(n).pid for n in cluster._nodes)]
         driver_peak = cluster_peak = 0
+        idle_cluster = PeakMemory(roots, pss=True)._sample()  # Ray's fixed footprint, workers already started
         for attempt in range(args.repeat):
             # ABBA order across repeats, so a load change on the shared machine hits both alike.
             order = ["ours", "hand"] if attempt % 2 == 0 else ["hand", "ours"]
@@ -264,6 +265,7 @@ def main() -> int:
             "single_process_rss": round(single["peak_rss"] / MB),
             "ours_driver_rss": round(driver_peak / MB),
             "ours_cluster_pss_incl_driver": round(cluster_peak / MB),
+            "ours_cluster_pss_idle_before_run": round(idle_cluster / MB),
         },
         "embeddings": "excluded: all-MiniLM-L6-v2 on CPU runs at a few hundred rows/s (preprocessing_embeddings.py)",
         "met": vs_single >= TARGET_VS_SINGLE and vs_hand >= TARGET_VS_HAND,
