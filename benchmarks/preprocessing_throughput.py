@@ -14,7 +14,7 @@ Peak memory is sampled every 0.5 s: the driver's RSS, and the proportional set s
 as Ray's object store counted once) of the whole cluster. The pipeline streams: the driver only ever holds
 the per-part metadata, and the cluster's footprint stays bounded while the dataset passes through.
 
-    .venv/bin/python benchmarks/preprocessing_throughput.py [--rows 2000000] [--repeat 1]
+    .venv/bin/python benchmarks/preprocessing_throughput.py [--rows 2000000]
 
 Prints one JSON object; exits 1 when a target is missed.
 """
@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,6 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--data", default="/tmp/mlk8s-bench-docs")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each Ray variant (best counts)")
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
@@ -202,33 +202,37 @@ def main() -> int:
         hand_written(files[:1], work / "warm-hand")
 
         ceiling = parallel_ceiling(files[:4], work)
-        single = single_process_child(files, work / "single")
-        single_s, (rows_in, single_rows) = single["seconds"], single["rows"]
-        shutil.rmtree(work / "single", ignore_errors=True)
-
-        ours_runs: list[float] = []
-        hand_runs: list[float] = []
-        ours_rows = hand_rows = 0
         roots = [os.getpid(), *(cluster.node(n).pid for n in cluster._nodes)]
-        driver_peak = cluster_peak = 0
         idle_cluster = PeakMemory(roots, pss=True)._sample()  # Ray's fixed footprint, workers already started
-        for attempt in range(args.repeat):
-            # ABBA order across repeats, so a load change on the shared machine hits both alike.
-            order = ["ours", "hand"] if attempt % 2 == 0 else ["hand", "ours"]
+        times = {"single": 0.0, "ours": 0.0, "hand": 0.0}
+        rows = {"in": 0, "single": 0, "ours": 0, "hand": 0}
+        single_peak = driver_peak = cluster_peak = 0
+        # The machine is shared: load comes and goes within a minute. Each variant runs on every half of
+        # the data, in ABC then CBA order, so a load change hits all three about alike.
+        halves = [files[: len(files) // 2], files[len(files) // 2 :]]
+        for index, part in enumerate(halves):
+            order = ["single", "ours", "hand"] if index == 0 else ["hand", "ours", "single"]
             for name in order:
-                target = work / f"{name}-{attempt}"
-                if name == "ours":
+                target = work / f"{name}-{index}"
+                if name == "single":
+                    single = single_process_child(part, target)
+                    times["single"] += single["seconds"]
+                    rows["in"] += single["rows"][0]
+                    rows["single"] += single["rows"][1]
+                    single_peak = max(single_peak, single["peak_rss"])
+                elif name == "ours":
                     with (
                         PeakMemory(roots, pss=True) as mem,
                         PeakMemory([os.getpid()], pss=False, children=False) as driver,
                     ):
-                        seconds, result = timed(run_pipeline, spec, source, str(target))
-                    ours_runs.append(seconds)
-                    ours_rows = result["output_rows"]
+                        seconds, result = timed(run_pipeline, spec, replace(source, files=tuple(part)), str(target))
+                    times["ours"] += seconds
+                    rows["ours"] += result["output_rows"]
                     cluster_peak, driver_peak = max(cluster_peak, mem.peak), max(driver_peak, driver.peak)
                 else:
-                    seconds, hand_rows = timed(hand_written, files, target)
-                    hand_runs.append(seconds)
+                    seconds, hand_rows = timed(hand_written, part, target)
+                    times["hand"] += seconds
+                    rows["hand"] += hand_rows
                 shutil.rmtree(target, ignore_errors=True)
     finally:
         if ray.is_initialized():
@@ -236,10 +240,11 @@ def main() -> int:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    if not single_rows == ours_rows == hand_rows:
-        print(json.dumps({"error": "row counts differ", "single": single_rows, "ours": ours_rows, "hand": hand_rows}))
+    if not rows["single"] == rows["ours"] == rows["hand"]:
+        print(json.dumps({"error": "row counts differ", **rows}))
         return 1
-    ours_s, hand_s = min(ours_runs), min(hand_runs)
+    rows_in, ours_rows = rows["in"], rows["ours"]
+    single_s, ours_s, hand_s = times["single"], times["ours"], times["hand"]
     vs_single = single_s / ours_s
     vs_hand = hand_s / ours_s
     report = {
@@ -251,9 +256,9 @@ def main() -> int:
         "dataset_uncompressed_mb": round(info["bytes_uncompressed"] / MB),
         "single_process_s": round(single_s, 2),
         "single_process_rows_per_s": round(rows_in / single_s),
-        "hand_written_ray_data_s": [round(s, 2) for s in hand_runs],
+        "hand_written_ray_data_s": round(hand_s, 2),
         "hand_written_ray_data_rows_per_s": round(rows_in / hand_s),
-        "ours_s": [round(s, 2) for s in ours_runs],
+        "ours_s": round(ours_s, 2),
         "ours_rows_per_s": round(rows_in / ours_s),
         "ratio_vs_single_process": round(vs_single, 3),
         "two_process_ceiling_vs_single": round(ceiling, 3),
@@ -262,7 +267,7 @@ def main() -> int:
         "ratio_vs_hand_written_ray_data": round(vs_hand, 3),
         "target_vs_hand_written_ray_data": TARGET_VS_HAND,
         "peak_memory_mb": {
-            "single_process_rss": round(single["peak_rss"] / MB),
+            "single_process_rss": round(single_peak / MB),
             "ours_driver_rss": round(driver_peak / MB),
             "ours_cluster_pss_incl_driver": round(cluster_peak / MB),
             "ours_cluster_pss_idle_before_run": round(idle_cluster / MB),
