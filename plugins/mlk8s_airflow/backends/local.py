@@ -311,21 +311,11 @@ class LocalPodProcess:
         sig = signal.Signals[disruption.signal]
         self.log.warning("mlk8s: simulating an eviction of pod %s with %s", self.spec.pod_name, sig.name)
         self._disrupted_by_us = True
-        if sig is signal.SIGKILL:
+        if sig is signal.SIGTERM:
+            # An eviction: the grace period, then SIGKILL, as on a node (in the background: we keep reading logs).
+            threading.Thread(target=self.terminate, daemon=True).start()
+        else:
             self._signal(sig)
-            return
-        # SIGTERM: the process gets its grace period, then SIGKILL, as on a node.
-        self._signal(sig)
-        threading.Thread(target=self._kill_after_grace, daemon=True).start()
-
-    def _kill_after_grace(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            proc.wait(timeout=self.spec.grace_s)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
 
     def run(
         self,

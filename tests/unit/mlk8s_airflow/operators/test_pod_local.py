@@ -9,6 +9,7 @@ import pytest
 
 from mlk8s_airflow.config import ConfigError
 from mlk8s_airflow.operators.pod import PodTaskOperator
+from tests.unit.mlk8s_airflow.operators.dagruns import run_fixture_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -16,22 +17,9 @@ IMAGE = "ghcr.io/acme/mlk8s:0.1.0"
 
 
 def run_dag(dag_id: str) -> tuple[str, Any, int]:
-    """Run a fixture DAG through dag.test(); return its task's state, XCom and try number."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     from tests.fixture_dags import pod_task_dags
 
-    dr = getattr(pod_task_dags, dag_id).test()
-    ti = next(t for t in dr.get_task_instances() if t.task_id == "pod")
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_id, run_id=dr.run_id, task_id="pod", key="return_value")
-            .one_or_none()
-        )
-        xcom = XComModel.deserialize_value(row) if row is not None else None
-    return str(ti.state), xcom, ti.try_number
+    return run_fixture_dag(getattr(pod_task_dags, dag_id), "pod")
 
 
 def test_success_returns_the_pods_xcom(airflow_db: object) -> None:

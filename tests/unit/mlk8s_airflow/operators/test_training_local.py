@@ -8,27 +8,17 @@ from typing import Any
 import pytest
 
 from mlk8s_airflow.operators.training import TrainingOperator, training_arguments
+from tests.unit.mlk8s_airflow.operators.dagruns import run_fixture_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 
 def run_training_dag(dag_id: str) -> tuple[str, Any]:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
     from tests.fixture_dags import training_dags
 
-    dr = getattr(training_dags, dag_id).test()
-    ti = next(t for t in dr.get_task_instances() if t.task_id == "train")
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_id, run_id=dr.run_id, task_id="train", key="return_value")
-            .one_or_none()
-        )
-        xcom = XComModel.deserialize_value(row) if row is not None else None
-    assert ti.try_number == 1  # relaunches never spend an Airflow retry
-    return str(ti.state), xcom
+    state, xcom, try_number = run_fixture_dag(getattr(training_dags, dag_id), "train")
+    assert try_number == 1  # relaunches never spend an Airflow retry
+    return state, xcom
 
 
 @pytest.fixture(scope="module")
