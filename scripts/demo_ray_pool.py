@@ -386,6 +386,7 @@ def run(cluster: LocalRayCluster, airflow_home: str | os.PathLike[str]) -> dict[
             if pool_peak <= pool_before:
                 raise DemoError(f"the pool did not grow for the queue: {res.decisions[0].reason}")
 
+            narrator.flush()
             say(f"The tasks run: each submits {WORK_S:g} s of 1-CPU Ray work to group '{GROUP['name']}'")
             set_states(run_id, task_ids, "running")
 
@@ -423,6 +424,7 @@ def run(cluster: LocalRayCluster, airflow_home: str | os.PathLike[str]) -> dict[
             used = sorted({n[:8] for n in ran_on.values()})
             print(f"    all {len(ran_on)} tasks done; their Ray work ran on node(s) {', '.join(used)}", flush=True)
 
+            narrator.flush()
             say(
                 "The queue has drained: idle pool nodes go once no backlog has asked for them "
                 f"for {WINDOW_S:g} s (the scale-down window)"
