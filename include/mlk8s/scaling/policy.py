@@ -538,12 +538,17 @@ def decide(
     pending_by_group = route(demand or ())
     backlog: list[ResourceDemand] = []
     everything: list[ResourceDemand] = []
+    running: list[ResourceDemand] = []
     for q in snapshots:
         shape = q.task_shape or config.task_demand
         if shape is not None:
             backlog.append(_shape(shape, q.backlog))
             everything.append(_shape(shape, q.backlog + q.running))
+            running.append(_shape(shape, q.running))
     backlog_by_group = route(backlog)
+    # Airflow tasks that run now hold their share of the pool: a driver that has started but not yet
+    # submitted its Ray work (a pod still starting) must find the workers it was queued for still there.
+    running_by_group = route(running)
     # Without Ray's demand, running tasks may be waiting on Ray too: the pool must at least hold all of
     # Airflow's tasks at once (packed, so the ones already on busy workers are not counted twice).
     floor_by_group = route(() if ray_known else everything)
@@ -604,7 +609,8 @@ def decide(
         # Remember how many workers beyond the busy ones the demand asked for, the whole backlog counted:
         # the grace only delays growth, it never removes an idle worker that queued work is about to use.
         # The window keeps only entries that can still be its maximum, so entries[0] is that maximum.
-        wanted = min(max(busy + for_all, floor, spec.min_workers), spec.max_workers)
+        held = workers_needed(running_by_group[spec.name], spec)
+        wanted = min(max(busy + for_all, floor, held, spec.min_workers), spec.max_workers)
         extra = max(0, recommended - busy, wanted - busy)
         entries = [e for e in state.recommendations.get(spec.name, ()) if e[0] > horizon]
         while entries and entries[-1][1] <= extra:

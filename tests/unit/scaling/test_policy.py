@@ -335,3 +335,21 @@ def test_an_idle_worker_that_the_airflow_backlog_will_use_is_kept_even_within_th
     assert (one(decisions).target, one(decisions).remove) == (2, ())
     decisions, _ = run(100.0, workers, queue=QueueSnapshot(queued=0), config=config)
     assert (one(decisions).target, one(decisions).remove) == (1, ("cpu-2",))
+
+
+def test_idle_workers_are_held_while_airflow_tasks_of_the_pool_run() -> None:
+    """A driver that has started (Airflow: running) but not yet submitted its Ray work must find the
+    workers it was queued for: Ray reads them as idle, with no pending demand, yet none may go."""
+    workers = [idle(i) for i in range(3)]
+    config = PolicyConfig(scale_down_window_s=60, cpus_per_task=4)
+    running = QueueSnapshot(running=2)
+    decisions, state = run(1000.0, workers, demand=[], queue=running, config=config)
+    assert one(decisions).target == 2
+    assert set(one(decisions).remove) <= {w.id for w in workers}
+    # Long after the window, still held for as long as the tasks run...
+    decisions, state = run(2000.0, workers[:2], demand=[], queue=running, config=config, state=state)
+    assert one(decisions).target == 2 and one(decisions).remove == ()
+    # ...and released once they finish and the window has passed.
+    decisions, state = run(2100.0, workers[:2], demand=[], queue=NO_QUEUE, config=config, state=state)
+    decisions, _ = run(2200.0, workers[:2], demand=[], queue=NO_QUEUE, config=config, state=state)
+    assert one(decisions).target == 0
