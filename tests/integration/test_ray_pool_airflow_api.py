@@ -278,8 +278,11 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not set(ray_cluster.worker_ids()) - before:
                 time.sleep(0.5)
-            # The backlog of pool "ray" (3 queued + 1 scheduled) finishes.
-            for run_id, task_id in (("r1", "prep_0"), ("r1", "prep_1"), ("r1", "prep_2"), ("r2", "prep_0")):
+            # Everything in pool "ray" finishes: the backlog (3 queued + 1 scheduled) and the tasks that were
+            # running or deferred (while Airflow says they run, the policy holds their workers).
+            finishing = [("r1", "prep_0"), ("r1", "prep_1"), ("r1", "prep_2"), ("r2", "prep_0")]
+            finishing += [("r1", "prep_3"), ("r1", "prep_4"), ("r2", "prep_1"), ("r2", "prep_2")]
+            for run_id, task_id in finishing:
                 _set_state(airflow_api, run_id, task_id, "success")
             drained.set()
         except BaseException as exc:
