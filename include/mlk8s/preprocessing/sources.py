@@ -163,32 +163,88 @@ def read_sample(source: InputSource, rows: int = 64) -> pa.Table:
 RAW_FILES_PER_UNIT = 256
 #: Above this many Parquet row groups, a unit is a whole file (listing row groups costs a footer read each).
 MAX_ROW_GROUP_UNITS = 20000
+#: Tasks per CPU the input is cut into, at least: enough that the last round of tasks is short (a CPU that
+#: finishes early idles for at most one small task) and a pool that grows mid-run gets work.
+TASKS_PER_CPU = 8
+#: A task reads at most about this much (uncompressed), however large the input: it bounds a task's memory
+#: and the work a retry repeats.
+MAX_TASK_BYTES = 128 * 1024 * 1024
 
 
 def work_units(source: InputSource) -> list[dict[str, Any]]:
-    """The input cut into independent pieces, one Ray task each: a Parquet row group, a JSON lines file, or
-    a chunk of raw files.
+    """The input cut into its smallest independent pieces: a Parquet row group, a JSON lines file, or a
+    chunk of raw files, each with an estimate of its uncompressed size (``bytes``).
 
     Ray Data's own file readers group files into as many read tasks as there are CPUs, by count, so one
-    task can get most of the rows while the other CPUs idle; units of about equal size keep every CPU busy
-    to the end.
+    task can get most of the rows while the other CPUs idle; :func:`plan_tasks` groups these pieces into
+    tasks of about equal size instead.
     """
     import pyarrow.parquet as pq
 
     if source.format == "raw":
         files = list(source.files)
+        sizes = _file_sizes(source)
         return [
-            {"paths": files[i : i + RAW_FILES_PER_UNIT], "row_group": -1}
+            {
+                "paths": files[i : i + RAW_FILES_PER_UNIT],
+                "row_group": -1,
+                "bytes": sum(sizes.get(f, 0) for f in files[i : i + RAW_FILES_PER_UNIT]),
+            }
             for i in range(0, len(files), RAW_FILES_PER_UNIT)
         ]
     if source.format == "jsonl" or len(source.files) > MAX_ROW_GROUP_UNITS:
-        return [{"paths": [path], "row_group": -1} for path in source.files]
+        sizes = _file_sizes(source)
+        return [{"paths": [path], "row_group": -1, "bytes": sizes.get(path, 0)} for path in source.files]
     units: list[dict[str, Any]] = []
     for path in source.files:
         with source.filesystem.open_input_file(path) as fh:
-            groups = pq.ParquetFile(fh).metadata.num_row_groups
-        units.extend({"paths": [path], "row_group": g} for g in range(groups))
+            metadata = pq.ParquetFile(fh).metadata
+        units.extend(
+            {"paths": [path], "row_group": g, "bytes": metadata.row_group(g).total_byte_size}
+            for g in range(metadata.num_row_groups)
+        )
     return units
+
+
+def _file_sizes(source: InputSource) -> dict[str, int]:
+    infos = source.filesystem.get_file_info(list(source.files))
+    return {info.path: max(info.size or 0, 0) for info in infos}
+
+
+def plan_tasks(
+    units: list[dict[str, Any]],
+    cpus: float,
+    *,
+    tasks_per_cpu: int = TASKS_PER_CPU,
+    max_task_bytes: int = MAX_TASK_BYTES,
+) -> list[list[dict[str, Any]]]:
+    """Consecutive work units grouped into Ray tasks of about equal size.
+
+    Fewer, larger tasks mean fewer output parts and less per-task bookkeeping; at least ``tasks_per_cpu``
+    tasks per CPU keep the end of the run balanced, and no task reads more than ``max_task_bytes``. A unit
+    larger than the target is a task of its own (units are never split).
+    """
+    if not units:
+        return []
+    sizes = [max(int(u.get("bytes", 0)), 0) for u in units]
+    if not any(sizes):
+        sizes = [1] * len(units)  # sizes unknown: group by count
+    total = sum(sizes)
+    wanted = max(1, int(max(cpus, 1) * tasks_per_cpu))
+    target = min(max_task_bytes, max(1, -(-total // wanted)))
+    tasks: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for unit, unit_bytes in zip(units, sizes, strict=True):
+        # Close the task when this unit would take it past the target by more than half the unit, so
+        # tasks land on whichever side of the target is nearer.
+        if current and size + unit_bytes / 2 > target:
+            tasks.append(current)
+            current, size = [], 0
+        current.append(unit)
+        size += unit_bytes
+    tasks.append(current)
+    return tasks
 
 
 def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
@@ -217,9 +273,13 @@ def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
         return parquet.read_row_group(unit["row_group"])
 
 
-def ray_dataset(source: InputSource) -> Any:
-    """A Ray Dataset of work units (one block each); the first stage reads them with :func:`read_unit`."""
+def ray_dataset(source: InputSource, cpus: float) -> Any:
+    """A Ray Dataset of tasks (one block each, one row per work unit, see :func:`plan_tasks`); the first
+    stage reads the units with :func:`read_unit`."""
+    import json
+
     import ray.data
 
-    units = work_units(source)
-    return ray.data.from_items(units, override_num_blocks=max(1, len(units)))
+    tasks = plan_tasks(work_units(source), cpus)
+    items = [{"units": json.dumps(task)} for task in tasks]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items)))

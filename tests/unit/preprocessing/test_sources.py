@@ -93,3 +93,43 @@ def test_work_units_cover_the_input_exactly_once(tmp_path: Path, fmt: str) -> No
     whole = pa.concat_tables(list(iter_tables(source)), promote_options="permissive")
     key = "id"
     assert sorted(by_unit.to_pylist(), key=lambda r: r[key]) == sorted(whole.to_pylist(), key=lambda r: r[key])
+
+
+def _units(sizes: list[int]) -> list[dict[str, object]]:
+    return [{"paths": [f"f{i}.parquet"], "row_group": 0, "bytes": size} for i, size in enumerate(sizes)]
+
+
+def test_plan_tasks_groups_consecutive_units_into_about_equal_tasks() -> None:
+    """64 row groups on 2 CPUs become 16 tasks of 4 (8 tasks per CPU), in input order, none lost."""
+    from mlk8s.preprocessing.sources import TASKS_PER_CPU, plan_tasks
+
+    assert TASKS_PER_CPU == 8
+    units = _units([16] * 64)
+    tasks = plan_tasks(units, cpus=2)
+    assert [len(t) for t in tasks] == [4] * 16
+    assert [u for t in tasks for u in t] == units
+    assert [len(t) for t in plan_tasks(units, cpus=2, tasks_per_cpu=2)] == [16] * 4
+
+
+def test_plan_tasks_caps_the_bytes_a_task_reads() -> None:
+    from mlk8s.preprocessing.sources import plan_tasks
+
+    tasks = plan_tasks(_units([10] * 100), cpus=1, max_task_bytes=30)
+    assert len(tasks) == 34  # 3 units (30 bytes) per task, the last one short
+    assert all(sum(int(u["bytes"]) for u in t) <= 30 for t in tasks)  # type: ignore[call-overload]
+
+
+def test_plan_tasks_keeps_a_unit_larger_than_the_target_whole_and_alone() -> None:
+    from mlk8s.preprocessing.sources import plan_tasks
+
+    tasks = plan_tasks(_units([1, 1, 500, 1, 1]), cpus=4)
+    assert [[int(u["bytes"]) for u in t] for t in tasks] == [[1, 1], [500], [1, 1]]  # type: ignore[call-overload]
+
+
+def test_plan_tasks_small_inputs_and_unknown_sizes() -> None:
+    """Fewer units than wanted: one task each. Sizes unknown (all 0): grouped by count instead."""
+    from mlk8s.preprocessing.sources import plan_tasks
+
+    assert plan_tasks([], cpus=2) == []
+    assert [len(t) for t in plan_tasks(_units([5, 5, 5]), cpus=8)] == [1, 1, 1]
+    assert [len(t) for t in plan_tasks(_units([0] * 10), cpus=1, tasks_per_cpu=4)] == [3, 3, 3, 1]
