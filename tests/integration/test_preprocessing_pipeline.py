@@ -97,6 +97,36 @@ def test_features_pipeline_equals_reference_and_rerun_leaves_one_copy(
     assert _by_id(got) == _by_id(want)
 
 
+@pytest.mark.parametrize("with_actor", [False, True], ids=["fused", "with-actor-stage"])
+def test_a_jsonl_file_cut_into_byte_ranges_is_read_exactly_once(
+    ray_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_actor: bool
+) -> None:
+    """One JSON lines file, cut into ranges smaller than some of its lines: ranges that hold no line of their
+    own, lines that run across several ranges. Every record comes out once, as the reference computes it."""
+    from mlk8s.preprocessing import sources
+
+    rows = documents(60, seed=7).to_pylist()
+    for row in rows[::7]:
+        row["text"] = (row["text"] or "long ") * 400  # lines of several KB, across many ranges
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.setattr(sources, "JSONL_UNIT_BYTES", 1000)
+    source = open_input(str(path))
+    units = sources.work_units(source)
+    assert len(units) == -(-path.stat().st_size // 1000) > 60
+
+    steps: list[Any] = list(FEATURES_SPEC["steps"])
+    if with_actor:
+        steps.append({"use": f"{USER}.Tagger", "args": {"tag": "x"}, "concurrency": 1})
+    spec = parse_spec({"steps": steps})
+    result = run_pipeline(spec, source, str(tmp_path / "out"))
+    got, want = read_output(str(tmp_path / "out")), run_reference(spec, source)
+    assert result["input_rows"] == 60
+    assert _by_id(got) == _by_id(want) and got.num_rows == result["output_rows"] > 0
+    if with_actor:
+        assert set(got["tag"].to_pylist()) == {"x"}
+
+
 def test_killing_a_ray_worker_process_mid_run_gives_the_same_output(
     ray_client: Any, parquet_docs: Path, tmp_path: Path
 ) -> None:

@@ -145,9 +145,13 @@ def commit(
     attempt_id: str,
     parts: list[Part],
     *,
+    unwritten_input_rows: int = 0,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Verify the staged parts, write the manifest last, then delete what no manifest names.
+
+    ``unwritten_input_rows``: input rows of tasks that wrote no part (every row filtered out, or a byte range
+    that held no record); the manifest's ``input_rows`` counts them with the parts' own.
 
     Raises :class:`CommitError` (and commits nothing) when a reported part is missing or has another size.
     """
@@ -174,7 +178,7 @@ def commit(
         "attempt_id": attempt_id,
         "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": sum(p.rows for p in files),
-        "input_rows": sum(p.input_rows for p in files),
+        "input_rows": sum(p.input_rows for p in files) + unwritten_input_rows,
         "bytes": sum(p.bytes for p in files),
         "content_hash": content_hash(files),
         "files": [asdict(p) for p in files],

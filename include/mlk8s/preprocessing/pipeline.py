@@ -132,8 +132,11 @@ class TaskStage:
             tables, in_rows = [], 0
             for unit in units:
                 table = read_unit(self.source, unit)
-                in_rows += table.num_rows
-                tables.append(self._steps(table))
+                if table.num_rows:  # a byte range of a JSON lines file can hold no line of its own
+                    in_rows += table.num_rows
+                    tables.append(self._steps(table))
+            if not tables:
+                return self._nothing(in_rows)
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         else:
             table, in_rows = _unwrap(batch)
@@ -141,6 +144,11 @@ class TaskStage:
         if self.writer is not None:
             return self.writer.write(table, in_rows)
         return _wrap(table, in_rows)
+
+    def _nothing(self, in_rows: int) -> pa.Table:
+        if self.writer is not None:
+            return self.writer.empty(in_rows)
+        return pa.table({IN_ROWS: pa.array([in_rows], pa.int64()), GHOST: pa.array([True])})
 
     def _steps(self, table: pa.Table) -> pa.Table:
         for step in self.steps:
@@ -176,12 +184,16 @@ class PartWriter:
             table = cast_to_schema(table, self.schema, extra=self.extra)
         return table
 
+    def empty(self, in_rows: int) -> pa.Table:
+        """The description of a part that was not written (every row filtered out, or none read)."""
+        return pa.Table.from_pylist(
+            [{"path": "", "rows": 0, "bytes": 0, "sha256": "", "input_rows": in_rows}], PART_SCHEMA
+        )
+
     def write(self, table: pa.Table, in_rows: int) -> pa.Table:
         table = self.finish(table)
         if table.num_rows == 0:
-            return pa.Table.from_pylist(
-                [{"path": "", "rows": 0, "bytes": 0, "sha256": "", "input_rows": in_rows}], PART_SCHEMA
-            )
+            return self.empty(in_rows)
         part = commit_mod.write_part(table, self.output_uri, self.attempt_id, in_rows)
         return pa.Table.from_pylist([part.__dict__], PART_SCHEMA)
 
@@ -321,7 +333,7 @@ def build_dataset(spec: PipelineSpec, source: InputSource, output_uri: str, atte
         elif num_gpus > 0:
             pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(gpus // num_gpus)))
         else:
-            pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(_cluster_cpus()) - 1))
+            pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(cpus)))
         ds = ds.map_batches(
             ActorStage,
             fn_constructor_kwargs={"step": step},
@@ -369,6 +381,7 @@ def run_pipeline(
     )
     progress = Progress()
     parts: list[commit_mod.Part] = []
+    unwritten_input_rows = 0
     last_log = time.monotonic()
     ds = build_dataset(spec, source, output_uri, attempt_id)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -379,6 +392,8 @@ def run_pipeline(
                 progress.files += 1
                 progress.output_rows += int(row["rows"])
                 progress.output_bytes += int(row["bytes"])
+            else:
+                unwritten_input_rows += int(row["input_rows"])
         if on_part is not None:
             on_part(progress)
         if time.monotonic() - last_log >= progress_every_s:
@@ -389,6 +404,7 @@ def run_pipeline(
         output_uri,
         attempt_id,
         parts,
+        unwritten_input_rows=unwritten_input_rows,
         extra={
             "input_uri": source.uri,
             "pipeline": spec.source,

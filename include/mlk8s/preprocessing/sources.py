@@ -163,6 +163,9 @@ def read_sample(source: InputSource, rows: int = 64) -> pa.Table:
 RAW_FILES_PER_UNIT = 256
 #: Above this many Parquet row groups, a unit is a whole file (listing row groups costs a footer read each).
 MAX_ROW_GROUP_UNITS = 20000
+#: Uncompressed JSON lines files are cut into byte ranges of about this size (a range holds the lines that
+#: start inside it), so one large file is read by many tasks and never whole by one.
+JSONL_UNIT_BYTES = 256 * 1024
 #: Tasks per CPU the input is cut into, at least: enough that the last round of tasks is short (a CPU that
 #: finishes early idles for at most one small task) and a pool that grows mid-run gets work.
 TASKS_PER_CPU = 8
@@ -192,7 +195,19 @@ def work_units(source: InputSource) -> list[dict[str, Any]]:
             }
             for i in range(0, len(files), RAW_FILES_PER_UNIT)
         ]
-    if source.format == "jsonl" or len(source.files) > MAX_ROW_GROUP_UNITS:
+    if source.format == "jsonl":
+        sizes = _file_sizes(source)
+        ranges: list[dict[str, Any]] = []
+        for path in source.files:
+            size = sizes.get(path, 0)
+            if path.endswith(".gz") or size <= JSONL_UNIT_BYTES:  # gzip cannot be read from an offset
+                ranges.append({"paths": [path], "row_group": -1, "bytes": size})
+                continue
+            for start in range(0, size, JSONL_UNIT_BYTES):
+                end = min(start + JSONL_UNIT_BYTES, size)
+                ranges.append({"paths": [path], "row_group": -1, "range": [start, end], "bytes": end - start})
+        return ranges
+    if len(source.files) > MAX_ROW_GROUP_UNITS:
         sizes = _file_sizes(source)
         return [{"paths": [path], "row_group": -1, "bytes": sizes.get(path, 0)} for path in source.files]
     units: list[dict[str, Any]] = []
@@ -263,6 +278,15 @@ def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
                 chunk.append((path, bytes(fh.read())))
         return raw_files_to_documents(_raw_table(chunk), root=source.root)
     if source.format == "jsonl":
+        if "range" in unit:
+            start, end = unit["range"]
+            data = _read_line_range(fs, paths[0], int(start), int(end))
+            if not data.strip():
+                return pa.table({})  # every line of the range starts in a neighbour's range
+            options = pajson.ParseOptions(
+                explicit_schema=_jsonl_schema(source, paths[0]), unexpected_field_behavior="infer"
+            )
+            return pajson.read_json(pa.BufferReader(data), parse_options=options)
         compression = "gzip" if paths[0].endswith(".gz") else None
         with fs.open_input_stream(paths[0], compression=compression) as fh:
             return pajson.read_json(fh)
@@ -271,6 +295,63 @@ def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
         if unit["row_group"] < 0:
             return parquet.read()
         return parquet.read_row_group(unit["row_group"])
+
+
+_JSONL_SCHEMAS: dict[tuple[str, str], pa.Schema] = {}
+
+
+def _jsonl_schema(source: InputSource, path: str) -> pa.Schema:
+    """The types of a JSON lines file, inferred once per process from its first range.
+
+    Every range of the file is parsed with these types, so a field keeps one type across the file's ranges
+    and parts (inferring range by range could make a number int64 in one part and double in another).
+    Fields null in the whole first range are left to each range to infer.
+    """
+    import pyarrow.json as pajson
+
+    key = (source.uri, path)
+    if key not in _JSONL_SCHEMAS:
+        data = _read_line_range(source.filesystem, path, 0, JSONL_UNIT_BYTES)
+        inferred = pajson.read_json(pa.BufferReader(data)).schema if data.strip() else pa.schema([])
+        if len(_JSONL_SCHEMAS) >= 256:
+            _JSONL_SCHEMAS.clear()
+        _JSONL_SCHEMAS[key] = pa.schema([f for f in inferred if not pa.types.is_null(f.type)])
+    return _JSONL_SCHEMAS[key]
+
+
+def _read_line_range(fs: pafs.FileSystem, path: str, start: int, end: int, chunk: int = 64 * 1024) -> bytes:
+    """The bytes of every line that starts at an offset in ``[start, end)``, each with its newline.
+
+    A line starts at offset 0 or right after a newline. Cutting a file at any offsets this way gives each
+    line to exactly one range, so reading every range reads every record exactly once.
+    """
+    with fs.open_input_file(path) as fh:
+        size = fh.size()
+        begin = start
+        if start > 0:
+            # Skip the rest of the line that byte start-1 is in: that line belongs to the range before.
+            fh.seek(start - 1)
+            while True:
+                piece = bytes(fh.read(chunk))
+                if not piece:
+                    return b""
+                newline = piece.find(b"\n")
+                if newline >= 0:
+                    begin = fh.tell() - len(piece) + newline + 1
+                    break
+        if begin >= end:
+            return b""
+        fh.seek(begin)
+        data = bytearray(fh.read(end - begin))
+        # Finish the last line, which may run past the end of the range.
+        while data and not data.endswith(b"\n") and fh.tell() < size:
+            piece = bytes(fh.read(chunk))
+            newline = piece.find(b"\n")
+            if newline >= 0:
+                data += piece[: newline + 1]
+                break
+            data += piece
+        return bytes(data)
 
 
 def ray_dataset(source: InputSource, cpus: float) -> Any:

@@ -44,7 +44,15 @@ _SPACE_OR_CONTROL = r"[\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+"
 def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
     if column not in table.column_names:
         raise KeyError(f"column {column!r} not in batch (columns: {table.column_names})")
-    return pc.fill_null(table[column], "")
+    return _strings(table[column])
+
+
+def _strings(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text values with nulls as "". A column that is null in every row of a batch (JSON gives it the null
+    type) is text too."""
+    if pa.types.is_null(values.type):
+        values = values.cast(pa.string())
+    return pc.fill_null(values, "")
 
 
 def _set(table: pa.Table, name: str, values: Any) -> pa.Table:
@@ -63,7 +71,7 @@ def html_to_text(
     """
     if html_column not in table.column_names:
         return table
-    html = pc.fill_null(table[html_column], "")
+    html = _strings(table[html_column])
     html = pc.replace_substring_regex(html, _SCRIPT_STYLE, " ")
     html = pc.replace_substring_regex(html, _COMMENT, " ")
     html = pc.replace_substring_regex(html, _TAG, " ")

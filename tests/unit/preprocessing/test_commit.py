@@ -48,6 +48,13 @@ def test_nothing_is_visible_until_the_manifest_is_written(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "out" / MANIFEST).read_text())["content_hash"] == manifest["content_hash"]
 
 
+def test_input_rows_of_tasks_that_wrote_nothing_are_counted(tmp_path: Path) -> None:
+    """A task whose rows were all filtered out writes no part; its input rows still count in the manifest."""
+    out = str(tmp_path / "out")
+    manifest = commit(out, "a1", _stage(out, "a1"), unwritten_input_rows=4)
+    assert manifest["rows"] == 8 and manifest["input_rows"] == 9 + 4
+
+
 def test_a_rerun_replaces_and_leaves_exactly_one_copy(tmp_path: Path) -> None:
     out = str(tmp_path / "out")
     first = commit(out, "a1", _stage(out, "a1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -133,3 +134,53 @@ def test_plan_tasks_small_inputs_and_unknown_sizes() -> None:
     assert plan_tasks([], cpus=2) == []
     assert [len(t) for t in plan_tasks(_units([5, 5, 5]), cpus=8)] == [1, 1, 1]
     assert [len(t) for t in plan_tasks(_units([0] * 10), cpus=1, tasks_per_cpu=4)] == [3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, 1000, 10**6])
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_byte_ranges_of_a_jsonl_file_hold_every_line_exactly_once(
+    tmp_path: Path, cut: int, trailing_newline: bool
+) -> None:
+    """Cut anywhere (mid-line, on a newline, inside a line longer than the range): each line once, in order."""
+    import pyarrow.fs as pafs
+
+    from mlk8s.preprocessing.sources import _read_line_range
+
+    lines = [b'{"i": %d, "t": "%s"}' % (i, b"x" * (i * 37 % 500)) for i in range(40)]
+    data = b"\n".join(lines) + (b"\n" if trailing_newline else b"")
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(data)
+    ranges = [
+        _read_line_range(pafs.LocalFileSystem(), str(path), s, min(s + cut, len(data)))
+        for s in range(0, len(data), cut)
+    ]
+    assert b"".join(ranges) == data
+    assert all(r == b"" or r.startswith(b"{") for r in ranges)
+
+
+def test_a_large_jsonl_file_is_read_by_ranges_with_one_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges parse with the types inferred from the file's first range (a number stays double everywhere)."""
+    from mlk8s.preprocessing import sources
+
+    monkeypatch.setattr(sources, "JSONL_UNIT_BYTES", 64)
+    rows = [{"id": f"r{i}", "score": 1.5 if i == 0 else i, "html": None} for i in range(30)]
+    path = tmp_path / "f.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = open_input(str(path))
+    units = sources.work_units(source)
+    assert len(units) > 10 and all("range" in u for u in units)
+    tables = [t for t in (sources.read_unit(source, u) for u in units) if t.num_rows]
+    assert {t.schema.field("score").type for t in tables} == {pa.float64()}
+    assert sorted(r["id"] for t in tables for r in t.to_pylist()) == sorted(r["id"] for r in rows)
+
+
+def test_a_gzipped_jsonl_file_is_one_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from mlk8s.preprocessing import sources
+
+    monkeypatch.setattr(sources, "JSONL_UNIT_BYTES", 64)
+    path = tmp_path / "f.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(b'{"id": "r%d"}\n' % i for i in range(200))))
+    units = sources.work_units(open_input(str(path)))
+    assert len(units) == 1 and "range" not in units[0]

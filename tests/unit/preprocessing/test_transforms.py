@@ -46,6 +46,18 @@ def test_html_to_text_without_html_column_is_a_no_op() -> None:
     assert html_to_text(table) is table
 
 
+def test_text_columns_null_in_every_row_are_text() -> None:
+    """JSON gives a field that is null in every row of a batch the null type; the transforms take it as ""."""
+    table = pa.table({"html": pa.nulls(2), "text": pa.array(["a  b", None])})
+    out = non_empty_text_table(clean_text(html_to_text(table)))
+    assert out["text"].to_pylist() == ["a b"]
+    assert clean_text(pa.table({"text": pa.nulls(1)}))["text"].to_pylist() == [""]
+
+
+def non_empty_text_table(table: pa.Table) -> pa.Table:
+    return table.filter(non_empty_text(table))
+
+
 def test_clean_text_collapses_whitespace_and_control_characters() -> None:
     out = clean_text(pa.table({"text": ["  a\tb\n\n c\x00d  ", None]}))
     assert out["text"].to_pylist() == ["a b c d", ""]

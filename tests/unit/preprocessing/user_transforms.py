@@ -38,4 +38,14 @@ def not_a_mask(table: pa.Table) -> pa.Table:
     return table
 
 
+class Tagger:
+    """A user actor: constructed once per Ray actor, then called with batches; adds a constant column."""
+
+    def __init__(self, *, tag: str = "seen") -> None:
+        self.tag = tag
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        return table.append_column("tag", pa.array([self.tag] * table.num_rows, pa.string()))
+
+
 NOT_CALLABLE = 42
