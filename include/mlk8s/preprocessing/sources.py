@@ -205,7 +205,9 @@ def work_units(source: InputSource) -> list[dict[str, Any]]:
                 continue
             for start in range(0, size, JSONL_UNIT_BYTES):
                 end = min(start + JSONL_UNIT_BYTES, size)
-                ranges.append({"paths": [path], "row_group": -1, "range": [start, end], "bytes": end - start})
+                ranges.append(
+                    {"paths": [path], "row_group": -1, "range": [start, end], "file_bytes": size, "bytes": end - start}
+                )
         return ranges
     if len(source.files) > MAX_ROW_GROUP_UNITS:
         sizes = _file_sizes(source)
@@ -284,7 +286,8 @@ def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
             if not data.strip():
                 return pa.table({})  # every line of the range starts in a neighbour's range
             options = pajson.ParseOptions(
-                explicit_schema=_jsonl_schema(source, paths[0]), unexpected_field_behavior="infer"
+                explicit_schema=_jsonl_schema(source, paths[0], int(unit.get("file_bytes", 0))),
+                unexpected_field_behavior="infer",
             )
             return pajson.read_json(pa.BufferReader(data), parse_options=options)
         compression = "gzip" if paths[0].endswith(".gz") else None
@@ -297,10 +300,10 @@ def read_unit(source: InputSource, unit: dict[str, Any]) -> pa.Table:
         return parquet.read_row_group(unit["row_group"])
 
 
-_JSONL_SCHEMAS: dict[tuple[str, str], pa.Schema] = {}
+_JSONL_SCHEMAS: dict[tuple[str, str, int], pa.Schema] = {}
 
 
-def _jsonl_schema(source: InputSource, path: str) -> pa.Schema:
+def _jsonl_schema(source: InputSource, path: str, file_bytes: int) -> pa.Schema:
     """The types of a JSON lines file, inferred once per process from its first range.
 
     Every range of the file is parsed with these types, so a field keeps one type across the file's ranges
@@ -309,7 +312,7 @@ def _jsonl_schema(source: InputSource, path: str) -> pa.Schema:
     """
     import pyarrow.json as pajson
 
-    key = (source.uri, path)
+    key = (source.uri, path, file_bytes)  # a Ray worker lives on: a file rewritten since is inferred anew
     if key not in _JSONL_SCHEMAS:
         data = _read_line_range(source.filesystem, path, 0, JSONL_UNIT_BYTES)
         inferred = pajson.read_json(pa.BufferReader(data)).schema if data.strip() else pa.schema([])

@@ -22,8 +22,8 @@ Example::
       extra: keep                      # keep undeclared columns after the declared ones (default: drop)
     batch_size: 4096                   # rows per batch for maps/filters that come after an actor step
 
-Maps and filters before the first actor step run on whole work units (a Parquet row group, a JSON lines
-file, a chunk of raw files); an actor step's own ``batch_size`` (default 256) sets its batches.
+Maps and filters before the first actor step run on whole work units (a Parquet row group, a byte range
+of a JSON lines file, a chunk of raw files); an actor step's own ``batch_size`` (default 256) sets its batches.
 """
 
 from __future__ import annotations
