@@ -34,6 +34,7 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict include/mlk8s
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen_documents import generate
 
+from mlk8s.local_ray import LocalRayCluster
 from mlk8s.preprocessing.pipeline import apply_step, run_pipeline
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import parse_spec
-from mlk8s.raylocal import LocalRayCluster
 
 SPEC = {"steps": ["html_to_text", "clean_text", "text_features", "non_empty_text"]}
 TARGET_VS_SINGLE = 1.6

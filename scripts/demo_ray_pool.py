@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mlk8s.raylocal import LocalRayCluster
+    from mlk8s.local_ray import LocalRayCluster
     from mlk8s_airflow.triggers.ray_pool import CycleResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -487,7 +487,7 @@ def main() -> int:
     for args in (["db", "migrate"], ["pools", "set", POOL, "4", "Tasks that run on the Ray worker pool"]):
         subprocess.run([sys.executable, "-m", "airflow", *args], check=True, stdout=subprocess.DEVNULL)
 
-    from mlk8s.raylocal import LocalRayCluster
+    from mlk8s.local_ray import LocalRayCluster
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="mlk8s-rp-", dir="/tmp"))
     try:

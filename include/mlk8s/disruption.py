@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlk8s.podio import EXIT_INTERRUPTED
+from mlk8s.pod_contract import EXIT_INTERRUPTED
 
 #: Reasons of the ``DisruptionTarget`` pod condition that Kubernetes sets before it kills a pod for its own
 #: reasons (https://kubernetes.io/docs/concepts/workloads/pods/disruptions/#pod-disruption-conditions).

@@ -13,14 +13,14 @@ IMAGE = "ghcr.io/acme/mlk8s:0.1.0"
 SLOW_JOB = textwrap.dedent(
     """
     import time
-    from mlk8s.podio import write_result
+    from mlk8s.pod_contract import write_result
     print("ready", flush=True)
     time.sleep(2)
     write_result({"done": True})
     """
 )
 SCENARIOS: dict[str, dict] = {
-    "pod_ok": {"arguments": ["from mlk8s.podio import write_result; print('working'); write_result({'answer': 42})"]},
+    "pod_ok": {"arguments": ["from mlk8s.pod_contract import write_result; print('working'); write_result({'answer': 42})"]},
     "pod_fail": {"arguments": ["import sys; sys.exit(3)"]},
     "pod_evicted_once": {
         "arguments": [SLOW_JOB],

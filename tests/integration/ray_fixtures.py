@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mlk8s.raylocal import LocalRayCluster
+from mlk8s.local_ray import LocalRayCluster
 
 
 @pytest.fixture(scope="session")

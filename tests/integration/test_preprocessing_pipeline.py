@@ -19,17 +19,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlk8s.local_ray import LocalRayCluster
 from mlk8s.preprocessing.commit import ATTEMPTS, MANIFEST, read_output
 from mlk8s.preprocessing.pipeline import run_pipeline, run_reference
 from mlk8s.preprocessing.samples import documents, write_documents
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import load_spec, parse_spec
-from mlk8s.raylocal import LocalRayCluster
 
 pytest_plugins = ["tests.integration.ray_fixtures"]
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-USER = "tests.unit.preprocessing.user_transforms"
+USER = "tests.unit.mlk8s.preprocessing.user_transforms"
 FEATURES_SPEC: dict[str, Any] = {
     "steps": [
         "html_to_text",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mlk8s.podio import EXIT_INTERRUPTED, EXIT_OK
+from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
 
 pytestmark = pytest.mark.slow
 

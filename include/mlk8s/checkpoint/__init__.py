@@ -13,7 +13,6 @@ from mlk8s.checkpoint.store import (
     checkpoint_name,
     sha256,
 )
-from mlk8s.checkpoint.uri import Location, UriError, read_bytes, resolve, write_atomic
 
 __all__ = [
     "MANIFEST",
@@ -23,11 +22,6 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointStore",
     "FencedError",
-    "Location",
-    "UriError",
     "checkpoint_name",
-    "read_bytes",
-    "resolve",
     "sha256",
-    "write_atomic",
 ]

@@ -32,7 +32,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from mlk8s.checkpoint.uri import Location, read_bytes, resolve, write_atomic
+from mlk8s.storage import Location, read_bytes, resolve, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class CheckpointStore:
 
     def _has_marker(self, info: CheckpointInfo) -> bool:
         marker = self.root.child(info.name).child(MANIFEST)
-        return marker.fs.get_file_info(marker.path).type == pafs.FileType.File
+        return bool(marker.fs.get_file_info(marker.path).type == pafs.FileType.File)
 
     def _delete(self, loc: Location) -> None:
         try:

@@ -12,11 +12,10 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import textwrap
 from typing import Any
 
-from mlk8s.podio import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, write_result
+from mlk8s.pod_contract import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, write_result
 
 logger = logging.getLogger("mlk8s.preprocessing")
 
@@ -100,7 +99,7 @@ def validate(args: argparse.Namespace) -> tuple[Any, Any]:
 
     spec = load_spec(args.pipeline)
     source = open_input(args.input, args.input_format)
-    out_fs, out_root = resolve_filesystem(args.output)
+    out_fs, out_root = resolve_filesystem(args.output, "--output")
     _, in_path = resolve_filesystem(args.input)
     out_dir, in_dir = out_root.rstrip("/") + "/", in_path.rstrip("/") + "/"
     if type(out_fs) is type(source.filesystem) and (out_dir.startswith(in_dir) or in_dir.startswith(out_dir)):
@@ -122,33 +121,6 @@ def validate(args: argparse.Namespace) -> tuple[Any, Any]:
         schema,
     )
     return spec, source
-
-
-def connect(address: str | None, local_cpus: int | None) -> None:
-    """Join the named cluster, or start a private local one (token auth on, own temp dir)."""
-    import ray
-
-    if address:
-        logger.info("connecting to ray cluster %s (auth mode %s)", address, os.environ.get("RAY_AUTH_MODE", "default"))
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        return
-    from mlk8s.raylocal import AUTH_TOKEN_PATH_ENV, enable_token_auth
-
-    # A token of our own, not ~/.ray/auth_token (other people's local clusters use that file).
-    if os.environ.get(AUTH_TOKEN_PATH_ENV):
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    else:
-        enable_token_auth()
-    temp_dir = tempfile.mkdtemp(prefix="rl-", dir="/tmp")
-    logger.info("no RAY_ADDRESS: starting a private local ray cluster (temp dir %s, token auth)", temp_dir)
-    ray.init(
-        address="local",
-        num_cpus=local_cpus,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        _temp_dir=temp_dir,
-        object_store_memory=512 * 1024**2,
-    )
 
 
 class Interrupted(BaseException):  # not an Exception: no generic handler may swallow it
@@ -192,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     import ray
 
     from mlk8s.preprocessing.pipeline import run_pipeline
+    from mlk8s.ray_driver import connect
 
     try:
         connect(args.ray_address, args.local_cpus)

@@ -29,6 +29,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from mlk8s.storage import Location, resolve, write_atomic
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
@@ -56,10 +58,8 @@ def new_attempt_id() -> str:
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    from mlk8s.preprocessing.sources import resolve_filesystem
-
-    fs, root = resolve_filesystem(uri)
-    return fs, root.rstrip("/")
+    location = resolve(uri)
+    return location.fs, location.path.rstrip("/")
 
 
 def join_uri(uri: str, relative: str) -> str:
@@ -85,10 +85,7 @@ def write_part(table: pa.Table, output_uri: str, attempt_id: str, input_rows: in
     fs, root = _fs(output_uri)
     target = f"{root}/{relative}"
     fs.create_dir(f"{root}/{attempt_dir(attempt_id)}", recursive=True)
-    tmp = f"{target}.tmp-{secrets.token_hex(4)}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, target)
+    write_atomic(Location(fs, target, join_uri(output_uri, relative)), data)
     return Part(relative, table.num_rows, len(data), digest, input_rows)
 
 
@@ -185,10 +182,8 @@ def commit(
         **(extra or {}),
     }
     fs.create_dir(root, recursive=True)
-    tmp = f"{root}/{MANIFEST}.tmp-{attempt_id}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(json.dumps(manifest, indent=1, sort_keys=True).encode())
-    fs.move(tmp, f"{root}/{MANIFEST}")
+    body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    write_atomic(Location(fs, f"{root}/{MANIFEST}", join_uri(output_uri, MANIFEST)), body)
     logger.info(
         "committed: manifest=%s attempt=%s files=%d rows=%d content_hash=%s",
         join_uri(output_uri, MANIFEST),
@@ -212,5 +207,5 @@ def garbage_collect(output_uri: str, keep: str) -> None:
             fs.delete_dir(info.path)
             logger.info("removed uncommitted or superseded attempt %s", info.base_name)
     for info in fs.get_file_info(pafs.FileSelector(root)):
-        if info.base_name.startswith(f"{MANIFEST}.tmp-"):
+        if info.base_name.startswith(f".{MANIFEST}.tmp-"):  # a writer killed mid-write (storage.write_atomic)
             fs.delete_file(info.path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from mlk8s.podio import EXIT_OK, EXIT_USAGE
+from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
 
 logger = logging.getLogger(__name__)
 

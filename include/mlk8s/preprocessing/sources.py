@@ -15,6 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from mlk8s.storage import UriError, resolve
+
 FORMATS: dict[str, tuple[str, ...]] = {
     "parquet": (".parquet", ".pq"),
     "jsonl": (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".json.gz"),
@@ -40,14 +42,13 @@ class InputSource:
         return f"{len(self.files)} {self.format} file(s), {self.total_bytes} bytes under {self.uri}"
 
 
-def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A filesystem and the path inside it; plain paths are local (made absolute)."""
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), os.path.abspath(uri)
+def resolve_filesystem(uri: str, flag: str = "--input") -> tuple[pafs.FileSystem, str]:
+    """A filesystem and the path inside it (see :mod:`mlk8s.storage`), or :class:`InputError` naming ``flag``."""
     try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowException, ValueError, OSError) as exc:
-        raise InputError(f"cannot open {uri!r} as a pyarrow filesystem URI ({exc})") from None
+        location = resolve(uri)
+    except UriError as exc:
+        raise InputError(f"{flag}: {exc}") from None
+    return location.fs, location.path
 
 
 def _format_of(path: str) -> str | None:

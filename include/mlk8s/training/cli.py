@@ -1,6 +1,6 @@
 """``python -m mlk8s.training``: train a torch model on a pod that may be killed at any moment.
 
-Exit codes (mlk8s.podio): 0 done; 75 stopped by SIGTERM (an emergency checkpoint was written if it fitted the
+Exit codes (mlk8s.pod_contract): 0 done; 75 stopped by SIGTERM (an emergency checkpoint was written if it fitted the
 grace period, otherwise the last committed one stands), relaunch to resume; 1 a real error (including a
 fenced-off zombie); 2 bad flags or input, reported before training starts.
 """
@@ -15,8 +15,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from mlk8s import podio
-from mlk8s.checkpoint import CheckpointError, CheckpointStore, FencedError, UriError, resolve
+from mlk8s import pod_contract
+from mlk8s.checkpoint import CheckpointError, CheckpointStore, FencedError
+from mlk8s.storage import UriError, resolve
 from mlk8s.training.task import TaskUsageError, load_task_class
 
 log = logging.getLogger("mlk8s.training")
@@ -177,14 +178,15 @@ def _check_writable(flag: str, uri: str) -> None:
 
 
 def _check_result_dir() -> None:
-    directory = podio.xcom_dir()
+    directory = pod_contract.xcom_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-"):
             pass
     except OSError as exc:
         raise TaskUsageError(
-            podio.XCOM_DIR_ENV, f"cannot write the result file in {directory} ({exc}); set {podio.XCOM_DIR_ENV}"
+            pod_contract.XCOM_DIR_ENV,
+            f"cannot write the result file in {directory} ({exc}); set {pod_contract.XCOM_DIR_ENV}",
         ) from exc
 
 
@@ -210,19 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer.prepare()
     except TaskUsageError as exc:
         print(f"python -m mlk8s.training: error: {exc}", file=sys.stderr)
-        return podio.EXIT_USAGE
+        return pod_contract.EXIT_USAGE
     try:
         outcome = trainer.run()
     except TaskUsageError as exc:  # a checkpoint written with other flags
         print(f"python -m mlk8s.training: error: {exc}", file=sys.stderr)
-        return podio.EXIT_USAGE
+        return pod_contract.EXIT_USAGE
     except FencedError as exc:
         log.error("mlk8s: fenced: %s", exc)
-        return podio.EXIT_ERROR
+        return pod_contract.EXIT_ERROR
     except Exception:
         log.exception("mlk8s: training failed")
-        return podio.EXIT_ERROR
-    podio.write_result(outcome.result)
+        return pod_contract.EXIT_ERROR
+    pod_contract.write_result(outcome.result)
     # Interpreter shutdown puts Python-level handlers back to SIG_DFL, so a SIGTERM during teardown would turn a
     # finished run into a signal death; ignoring it now (the result is written) keeps the exit code honest.
     for sig in StopSignal.SIGNALS:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from mlk8s.checkpoint.uri import Location
+    from mlk8s.storage import Location
 
 EMBEDDING_COLUMN = "embedding"
 LABEL_COLUMN = "label"
@@ -34,7 +34,7 @@ def load_parquet_features(uri: str) -> tuple[np.ndarray, np.ndarray, list[str] |
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
-    from mlk8s.checkpoint.uri import UriError, resolve
+    from mlk8s.storage import UriError, resolve
 
     try:
         loc = resolve(uri)
@@ -120,7 +120,7 @@ def _parquet_files(uri: str, loc: Location) -> list[Location]:
     ``*.parquet`` under a directory (names starting with ``.`` or ``_`` skipped, as pyarrow does), sorted."""
     import pyarrow.fs as pafs
 
-    from mlk8s.checkpoint.uri import resolve
+    from mlk8s.storage import resolve
 
     if loc.fs.get_file_info(loc.path).type == pafs.FileType.File:
         return [loc]

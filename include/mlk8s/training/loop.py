@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore, resolve, sha256, write_atomic
-from mlk8s.podio import EXIT_INTERRUPTED, EXIT_OK
+from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore, sha256
+from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
+from mlk8s.storage import resolve, write_atomic
 from mlk8s.training import state as state_io
 from mlk8s.training.task import TaskContext, TaskUsageError, TrainingTask
 

@@ -77,7 +77,7 @@ def capture_rng() -> dict[str, Any]:
     import torch
 
     version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     assert isinstance(keys, np.ndarray)
     state: dict[str, Any] = {
         "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],

@@ -29,7 +29,7 @@ class ActuatorMode(StrEnum):
     KUBERAY_COOPERATE = "kuberay-cooperate"
     #: KubeRay RayCluster with in-tree autoscaling off: we own replicas and scaleStrategy.workersToDelete.
     KUBERAY_OWN = "kuberay-own"
-    #: Real Ray worker nodes on this machine (mlk8s.raylocal).
+    #: Real Ray worker nodes on this machine (mlk8s.local_ray).
     LOCAL = "local"
 
     @classmethod

@@ -1,10 +1,10 @@
-"""Resize a local Ray cluster by starting and stopping real worker nodes (``mlk8s.raylocal``).
+"""Resize a local Ray cluster by starting and stopping real worker nodes (``mlk8s.local_ray``).
 
 This is what makes ``make demo`` scale for real on one machine. A worker is removed in two steps: the GCS is
 asked to drain it for idle termination, which it refuses if the node picked up work since we looked (so a
 busy worker is never killed, even in a race), and only then is its process stopped.
 
-The nodes are processes of the :class:`~mlk8s.raylocal.LocalRayCluster` that started them, so this actuator
+The nodes are processes of the :class:`~mlk8s.local_ray.LocalRayCluster` that started them, so this actuator
 needs that object: the demo (or test) that starts the cluster registers it with :func:`register_cluster`, and
 the sensor finds it by its GCS address.
 """
@@ -22,7 +22,7 @@ from mlk8s_airflow.actuators.base import Actuator, ActuatorError, ActuatorMode, 
 from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL, RayDemandReader
 
 if TYPE_CHECKING:
-    from mlk8s.raylocal import LocalRayCluster
+    from mlk8s.local_ray import LocalRayCluster
 
 log = logging.getLogger(__name__)
 

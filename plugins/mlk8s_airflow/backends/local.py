@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlk8s.disruption import PodOutcome, classify_exit
-from mlk8s.podio import KPO_XCOM_DIR, RESULT_FILE, XCOM_DIR_ENV
+from mlk8s.pod_contract import KPO_XCOM_DIR, RESULT_FILE, XCOM_DIR_ENV
 from mlk8s_airflow.backends.podspec import PodSpecError, check_pod, main_container
 
 if TYPE_CHECKING:

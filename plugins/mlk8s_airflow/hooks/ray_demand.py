@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mlk8s import compat
 from mlk8s.scaling.policy import ResourceDemand
 
 #: The label our local actuator puts on the Ray nodes it starts.
@@ -125,11 +126,9 @@ class RayDemandReader:
         self.timeout_s = timeout_s
 
     def read(self) -> RayState:
-        from ray._raylet import GcsClient  # type: ignore[attr-defined]
-        from ray.autoscaler.v2.sdk import get_cluster_resource_state
-
-        client = GcsClient(address=self.gcs_address)
-        return parse_cluster_state(get_cluster_resource_state(client), self.group_label)
+        client = compat.get("ray.GcsClient")(address=self.gcs_address)
+        state = compat.get("ray.get_cluster_resource_state")(client)
+        return parse_cluster_state(state, self.group_label)
 
     def drain_idle(self, node_ids: Iterable[str], reason: str) -> dict[str, str | None]:
         """Ask the GCS to drain nodes *only if idle*; returns node id -> None (accepted) or why rejected.
@@ -137,15 +136,13 @@ class RayDemandReader:
         The GCS checks idleness itself at the moment of the request (DRAIN_NODE_REASON_IDLE_TERMINATION), so
         a node that picked up work since we looked is refused rather than killed.
         """
-        from ray._raylet import GcsClient  # type: ignore[attr-defined]
-        from ray.core.generated import autoscaler_pb2  # type: ignore[attr-defined]
-
-        client = GcsClient(address=self.gcs_address)
+        autoscaler_pb2 = compat.get("ray.autoscaler_pb2")
+        client = compat.get("ray.GcsClient")(address=self.gcs_address)
         result: dict[str, str | None] = {}
         for node_id in node_ids:
             accepted, message = client.drain_node(
                 node_id,
-                autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_IDLE_TERMINATION"),  # type: ignore[attr-defined]
+                autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_IDLE_TERMINATION"),
                 reason,
                 0,
             )

@@ -22,7 +22,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlk8s.disruption import OutcomeKind, PodOutcome, classify_pod_status
-from mlk8s.podio import EXIT_USAGE
+from mlk8s.pod_contract import EXIT_USAGE
 from mlk8s_airflow.backends.local import (
     LocalDisruption,
     LocalPodProcess,

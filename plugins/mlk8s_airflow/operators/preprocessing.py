@@ -16,12 +16,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
-    convert_env_vars_or_raise_error,
-)
 from airflow.sdk import Asset
 from kubernetes.client import models as k8s
 
+from mlk8s import compat
 from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, RayDashboardLink
 from mlk8s_airflow.operators.pod import PodTaskOperator
 from mlk8s_airflow.placement import COMPONENT_LABEL, STATELESS, pool_affinity
@@ -30,17 +28,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 RAY_POOL = "ray"
-
-
-def ray_address_from_connection(host: str | None, port: int | None, conn_id: str) -> str:
-    """``host:port`` of the Ray GCS (the KubeRay head service), as Ray's ``RAY_ADDRESS`` wants it."""
-    if not host:
-        raise ValueError(
-            f"Airflow connection {conn_id!r} has no host: set it to the Ray head, e.g. "
-            'AIRFLOW_CONN_RAY_DEFAULT=\'{"conn_type": "generic", "host": "raycluster-head-svc", "port": 6379}\'.'
-        )
-    host = host.removeprefix("ray://")
-    return f"{host}:{port or 6379}"
 
 
 def preprocessing_arguments(*, input_uri: str, output_uri: str, pipeline: str | Mapping[str, Any] | None) -> list[str]:
@@ -97,13 +84,12 @@ class PreprocessingOperator(PodTaskOperator):
         self.output_asset = output_asset
 
     def _ray_env(self, context: Context) -> tuple[list[k8s.V1EnvVar], str | None]:
-        from airflow.sdk import BaseHook
+        from mlk8s_airflow.hooks.ray_connection import RayHook
 
-        conn = BaseHook.get_connection(self.ray_conn_id)
-        address = ray_address_from_connection(conn.host, conn.port, self.ray_conn_id)
-        dashboard = (conn.extra_dejson or {}).get("dashboard_url")
+        ray = RayHook(self.ray_conn_id).get_conn()  # the token stays out of the pod spec: the Secret carries it
+        dashboard = ray.dashboard_url
         env = [
-            k8s.V1EnvVar(name="RAY_ADDRESS", value=address),
+            k8s.V1EnvVar(name="RAY_ADDRESS", value=ray.address),
             k8s.V1EnvVar(name="RAY_AUTH_MODE", value="token"),
             k8s.V1EnvVar(
                 name="RAY_AUTH_TOKEN",
@@ -122,7 +108,8 @@ class PreprocessingOperator(PodTaskOperator):
         )
         env, dashboard = self._ray_env(context)
         names = {e.name for e in env}
-        current = convert_env_vars_or_raise_error(self.env_vars) if self.env_vars else []
+        convert_env_vars = compat.get("kpo.convert_env_vars_or_raise_error")
+        current = convert_env_vars(self.env_vars) if self.env_vars else []
         self.env_vars = [e for e in current if e.name not in names] + env
         # Always pushed (empty when unknown) so the UI's link lookup finds a value rather than logging a 404.
         context["ti"].xcom_push(key=DASHBOARD_XCOM_KEY, value=str(dashboard or ""))

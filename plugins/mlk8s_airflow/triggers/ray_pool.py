@@ -242,15 +242,14 @@ class RayPoolLoop:
         cluster's auth token: Ray reads it from the environment)."""
         if self.settings.ray_address:
             return self.settings.ray_address
-        from airflow.sdk import BaseHook
+        from mlk8s_airflow.hooks.ray_connection import RayHook
 
-        from mlk8s_airflow.operators.preprocessing import ray_address_from_connection
-
-        conn = BaseHook.get_connection(self.settings.ray_conn_id)
-        if conn.password:
+        conn = RayHook(self.settings.ray_conn_id).get_conn()
+        if conn.token:
+            # TODO(issue 9): hand the token to the GCS client explicitly instead of the shared process env.
             os.environ["RAY_AUTH_MODE"] = "token"
-            os.environ["RAY_AUTH_TOKEN"] = conn.password
-        return ray_address_from_connection(conn.host, conn.port, self.settings.ray_conn_id)
+            os.environ["RAY_AUTH_TOKEN"] = conn.token
+        return conn.address
 
     @cached_property
     def ray_reader(self) -> Any:

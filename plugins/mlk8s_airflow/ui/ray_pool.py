@@ -105,8 +105,11 @@ def render_page(history: Sequence[Mapping[str, Any]], dag_id: str, run_id: str |
 
 def load_history(session: Any, dag_id: str, run_id: str | None, task_id: str) -> list[dict[str, Any]]:
     """The sensor's time series from XCom: of ``run_id``, or of the latest run that has one."""
-    from airflow.models.xcom import XComModel
     from sqlalchemy import select
+
+    from mlk8s import compat
+
+    XComModel = compat.get("airflow.XComModel")
 
     query = select(XComModel).where(
         XComModel.dag_id == dag_id, XComModel.task_id == task_id, XComModel.key == HISTORY_XCOM_KEY

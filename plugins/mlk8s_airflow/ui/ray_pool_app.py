@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
+from mlk8s import compat
 from mlk8s_airflow.ui.ray_pool import DEFAULT_DAG_ID, DEFAULT_TASK_ID, load_history, render_page
+
+DagAccessEntity = compat.get("airflow.DagAccessEntity")
+SessionDep = compat.get("airflow.SessionDep")
+requires_access_dag = compat.get("airflow.requires_access_dag")
 
 app = FastAPI(title="mlk8s Ray pool", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -22,7 +24,7 @@ app = FastAPI(title="mlk8s Ray pool", docs_url=None, redoc_url=None, openapi_url
     dependencies=[Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.XCOM))],
 )
 def ray_pool_page(
-    session: SessionDep,
+    session: SessionDep,  # type: ignore[valid-type]
     dag_id: Annotated[str, Query()] = DEFAULT_DAG_ID,
     run_id: Annotated[str | None, Query()] = None,
     task_id: Annotated[str, Query()] = DEFAULT_TASK_ID,

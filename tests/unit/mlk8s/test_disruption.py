@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from mlk8s.disruption import OutcomeKind, classify_exit, classify_pod_status
-from mlk8s.podio import EXIT_INTERRUPTED
+from mlk8s.pod_contract import EXIT_INTERRUPTED
 
 
 def _status(phase: str, *, exit_code: int | None = None, reason: str | None = None,

@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client import models as k8s
 
 from mlk8s.disruption import OutcomeKind
-from mlk8s.podio import EXIT_INTERRUPTED
+from mlk8s.pod_contract import EXIT_INTERRUPTED
 from mlk8s_airflow.backends.local import LocalDisruption, LocalPodProcess, process_spec_from_pod
 from mlk8s_airflow.backends.podspec import PodSpecError
 
@@ -182,8 +182,8 @@ def test_stderr_is_in_the_log_too(tmp_path: Path) -> None:
     assert "oops" in log.lines
 
 
-def test_xcom_written_through_podio_becomes_the_result(tmp_path: Path) -> None:
-    result, _ = run(make_pod(["from mlk8s.podio import write_result; write_result({'rows': 3})"]), tmp_path)
+def test_xcom_written_through_the_pod_contract_becomes_the_result(tmp_path: Path) -> None:
+    result, _ = run(make_pod(["from mlk8s.pod_contract import write_result; write_result({'rows': 3})"]), tmp_path)
     assert result.xcom == {"rows": 3}
 
 

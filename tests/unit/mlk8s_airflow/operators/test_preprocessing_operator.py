@@ -10,11 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from mlk8s_airflow.operators.preprocessing import (
-    PreprocessingOperator,
-    preprocessing_arguments,
-    ray_address_from_connection,
-)
+from mlk8s_airflow.operators.preprocessing import PreprocessingOperator, preprocessing_arguments
 from tests.k8s_api import MockKubeServer
 from tests.unit.mlk8s_airflow.operators.test_pod_kubernetes import context_for
 
@@ -50,12 +46,6 @@ def test_pipeline_dict_travels_as_json_in_an_exec_array() -> None:
 def test_empty_uris_are_refused(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         preprocessing_arguments(**{"input_uri": "a", "output_uri": "b", "pipeline": None, **kwargs})
-
-
-def test_connection_without_host_names_the_fix() -> None:
-    with pytest.raises(ValueError, match="connection 'ray_x' has no host"):
-        ray_address_from_connection(None, None, "ray_x")
-    assert ray_address_from_connection("ray://head", None, "c") == "head:6379"
 
 
 @pytest.mark.slow

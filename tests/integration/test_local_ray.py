@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mlk8s.raylocal import LocalRayCluster
+from mlk8s.local_ray import LocalRayCluster
 
 pytest_plugins = ["tests.integration.ray_fixtures"]
 

@@ -1,7 +1,8 @@
-"""One place that turns a user's URI (s3://, gs://, file://, or a plain path) into a pyarrow filesystem.
+"""Storage: the one place that turns a user's URI (s3://, gs://, file://, or a plain path) into a pyarrow
+filesystem, and writes objects atomically. Checkpoints, preprocessing output and the pod contract all use it.
 
 Plain paths are what people type on a laptop and what the local backend passes; they are made absolute so a
-relaunched process with a different working directory still finds the same checkpoints.
+relaunched process with a different working directory still finds the same files.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ class Location:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
 
+def local_location(path: str | os.PathLike[str]) -> Location:
+    """A path on this machine's own disk (the pod's XCom directory, scratch files)."""
+    absolute = os.path.abspath(os.fspath(path))
+    return Location(pafs.LocalFileSystem(), absolute, absolute)
+
+
 def resolve(uri: str) -> Location:
     """Resolve ``uri``; raises :class:`UriError` for an empty value or a scheme pyarrow does not know."""
     if not uri or not uri.strip():
         raise UriError("empty URI; give a path or a URI such as s3://bucket/prefix")
     uri = uri.strip()
     if "://" not in uri:
-        path = os.path.abspath(os.path.expanduser(uri))
-        return Location(pafs.LocalFileSystem(), path, path)
+        return local_location(os.path.expanduser(uri))
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from mlk8s.checkpoint import MANIFEST, CheckpointStore
-from mlk8s.podio import EXIT_INTERRUPTED, EXIT_OK
+from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
 from mlk8s.training.example import ClassifierTask
 from mlk8s.training.loop import Outcome, StopSignal, TrainConfig, Trainer, epoch_permutation
-from tests.unit.training.tasks import LinearRegressionTask, StopAtStepTask
+from tests.unit.mlk8s.training.tasks import LinearRegressionTask, StopAtStepTask
 
 # 1437 training rows / 128 = 12 steps per epoch, 3 epochs: 36 steps in well under a second.
 SMALL = {"hidden": "24", "layers": "1", "shifts": "0"}
@@ -49,14 +49,14 @@ def weights(cfg: TrainConfig) -> str:
 def interrupt_at(cfg: TrainConfig, step: int) -> Outcome:
     stop = StopSignal()
     StopAtStepTask.stop, StopAtStepTask.stop_at_step, StopAtStepTask.steps_seen = stop, step, 0
-    cfg = replace(cfg, task="tests.unit.training.tasks:StopAtStepTask")
+    cfg = replace(cfg, task="tests.unit.mlk8s.training.tasks:StopAtStepTask")
     return train(cfg, StopAtStepTask, stop)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Weights of an uninterrupted run: what every interrupted variant must reproduce byte for byte."""
-    cfg = config(tmp_path_factory.mktemp("reference"), task="tests.unit.training.tasks:StopAtStepTask")
+    cfg = config(tmp_path_factory.mktemp("reference"), task="tests.unit.mlk8s.training.tasks:StopAtStepTask")
     StopAtStepTask.stop = None
     outcome = train(cfg, StopAtStepTask)
     assert outcome.exit_code == EXIT_OK
@@ -73,7 +73,7 @@ def resumed_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
 
 
 def test_uninterrupted_run_writes_model_json_and_result(tmp_path: Path, reference: str) -> None:
-    cfg = config(tmp_path, task="tests.unit.training.tasks:StopAtStepTask")
+    cfg = config(tmp_path, task="tests.unit.mlk8s.training.tasks:StopAtStepTask")
     StopAtStepTask.stop = None
     outcome = train(cfg, StopAtStepTask)
     assert outcome.exit_code == EXIT_OK
@@ -98,7 +98,7 @@ def test_sigterm_writes_emergency_checkpoint_and_resume_is_bit_exact(
     assert first.result["emergency_checkpoint"] is True
     assert first.result["checkpoint_step"] == 8 and first.result["steps"] == 8
     with caplog.at_level(logging.INFO):
-        second = train(replace(cfg, task="tests.unit.training.tasks:StopAtStepTask"), StopAtStepTask)
+        second = train(replace(cfg, task="tests.unit.mlk8s.training.tasks:StopAtStepTask"), StopAtStepTask)
     assert second.exit_code == EXIT_OK
     assert resumed_lines(caplog) == [(8, 0)]
     assert weights(cfg) == reference
@@ -117,7 +117,7 @@ def test_no_grace_left_skips_the_emergency_checkpoint_and_reports_lost_work(
     assert "emergency checkpoint skipped" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        second = train(replace(cfg, task="tests.unit.training.tasks:StopAtStepTask"), StopAtStepTask)
+        second = train(replace(cfg, task="tests.unit.mlk8s.training.tasks:StopAtStepTask"), StopAtStepTask)
     assert resumed_lines(caplog) == [(12, 1)]
     assert second.result["work_lost_steps"] == 1
     assert weights(cfg) == reference
@@ -134,7 +134,7 @@ def test_corrupt_latest_checkpoint_falls_back_and_still_matches(
     tensors = Path(cfg.checkpoint_uri) / latest.name / "state.safetensors"
     tensors.write_bytes(tensors.read_bytes()[:-7])
     with caplog.at_level(logging.INFO):
-        outcome = train(replace(cfg, task="tests.unit.training.tasks:StopAtStepTask"), StopAtStepTask)
+        outcome = train(replace(cfg, task="tests.unit.mlk8s.training.tasks:StopAtStepTask"), StopAtStepTask)
     assert outcome.exit_code == EXIT_OK
     assert "truncated file state.safetensors" in caplog.text
     assert resumed_lines(caplog) == [(20, 2)]
@@ -155,7 +155,7 @@ def test_rerun_of_a_finished_job_is_idempotent(tmp_path: Path, caplog: pytest.Lo
 def test_retention_never_deletes_the_checkpoint_resumed_from(tmp_path: Path) -> None:
     cfg = config(tmp_path, keep_last=1)
     interrupt_at(cfg, 3)  # emergency checkpoint at step 3
-    train(replace(cfg, task="tests.unit.training.tasks:StopAtStepTask"), StopAtStepTask)
+    train(replace(cfg, task="tests.unit.mlk8s.training.tasks:StopAtStepTask"), StopAtStepTask)
     names = [i.name for i in CheckpointStore(cfg.checkpoint_uri).list_checkpoints()]
     assert names == ["ckpt-g00000001-s000000000003", "ckpt-g00000002-s000000000036"]
     assert all((Path(cfg.checkpoint_uri) / n / MANIFEST).exists() for n in names)
@@ -164,7 +164,7 @@ def test_retention_never_deletes_the_checkpoint_resumed_from(tmp_path: Path) -> 
 def test_user_task_plug_in_trains(tmp_path: Path) -> None:
     cfg = config(
         tmp_path,
-        task="tests.unit.training.tasks:LinearRegressionTask",
+        task="tests.unit.mlk8s.training.tasks:LinearRegressionTask",
         task_options={"rows": "32"},
         batch_size=8,
         epochs=2,

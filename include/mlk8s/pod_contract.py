@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from mlk8s.storage import local_location, write_atomic
 
 #: Where KubernetesPodOperator's sidecar expects the result.
 KPO_XCOM_DIR = "/airflow/xcom"
@@ -37,12 +38,22 @@ def write_result(result: Any) -> Path:
     directory = xcom_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / RESULT_FILE
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".return.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, sort_keys=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(local_location(target), json.dumps(result, sort_keys=True).encode())
     return target
+
+
+def report_error(prog: str, message: str, code: int, *, debug: bool = False) -> int:
+    """Print the contract's one-line error on stderr and return ``code``.
+
+    Operators show the last lines of a failed pod's log, so an error is one line naming the flag or file
+    and the fix; the traceback is printed only with ``--log-level debug`` (``debug=True``), from the
+    exception being handled.
+    """
+    import sys
+    import traceback
+
+    if debug and sys.exc_info()[0] is not None:
+        traceback.print_exc(file=sys.stderr)
+    first = " ".join(str(message).split())
+    print(f"{prog}: error: {first}", file=sys.stderr, flush=True)
+    return code

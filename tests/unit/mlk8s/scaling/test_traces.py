@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlk8s.scaling.simulate import load_trace
 
-BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[4] / "benchmarks"
 
 
 def test_committed_traces_match_the_seeded_generator(tmp_path: Path) -> None:

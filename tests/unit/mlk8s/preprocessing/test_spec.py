@@ -12,7 +12,7 @@ import pytest
 from mlk8s.preprocessing.spec import DEFAULT_SPEC, SpecError, load_spec, parse_spec, parse_type
 from mlk8s.preprocessing.transforms import Embedder, non_empty_text
 
-USER = "tests.unit.preprocessing.user_transforms"
+USER = "tests.unit.mlk8s.preprocessing.user_transforms"
 
 
 def test_default_spec_is_the_document_pipeline() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from mlk8s.podio import EXIT_OK, EXIT_USAGE
+from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
 from mlk8s.preprocessing.__main__ import main
 from mlk8s.preprocessing.commit import MANIFEST, commit, write_part
 from mlk8s.preprocessing.samples import write_documents
 
-USER = "tests.unit.preprocessing.user_transforms"
+USER = "tests.unit.mlk8s.preprocessing.user_transforms"
 
 
 @pytest.fixture

@@ -10,16 +10,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from mlk8s.checkpoint import (
-    MANIFEST,
-    CheckpointError,
-    CheckpointStore,
-    FencedError,
-    Location,
-    UriError,
-    checkpoint_name,
-    resolve,
-)
+from mlk8s.checkpoint import MANIFEST, CheckpointError, CheckpointStore, FencedError, checkpoint_name
+from mlk8s.storage import Location, UriError, resolve
 
 FILES = {"state.safetensors": os.urandom(4096), "state.json": b'{"step": 1}'}
 

@@ -77,10 +77,10 @@ def enable_token_auth(token: str | None = None) -> None:
     os.environ[AUTH_TOKEN_ENV] = token or process_token()
     if "ray" in sys.modules:
         with contextlib.suppress(Exception):
-            from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+            from mlk8s import compat
 
-            Config.initialize("")
-            AuthenticationTokenLoader.instance().reset_cache()
+            compat.get("ray.Config").initialize("")
+            compat.get("ray.AuthenticationTokenLoader").instance().reset_cache()
 
 
 class RayClusterError(RuntimeError):
@@ -403,9 +403,9 @@ class LocalRayCluster:
             return []
 
     def _gcs_nodes(self) -> list[NodeInfo]:
-        from ray._raylet import GcsClient  # type: ignore[attr-defined]
+        from mlk8s import compat
 
-        client = GcsClient(address=self.address)
+        client = compat.get("ray.GcsClient")(address=self.address)
         infos = client.get_all_node_info(timeout=10)
         alive: list[NodeInfo] = []
         for info in infos.values():

@@ -1,4 +1,4 @@
-"""Tasks used by the tests through ``--task tests.unit.training.tasks:...``, as a user's own plug-in would be."""
+"""Tasks used by the tests through ``--task tests.unit.mlk8s.training.tasks:...``, as a user's own plug-in would be."""
 
 from __future__ import annotations
 

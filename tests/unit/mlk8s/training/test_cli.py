@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlk8s.podio import EXIT_OK, EXIT_USAGE
+from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
 from mlk8s.training.cli import main
 
 TINY = ["--epochs", "1", "--batch-size", "256", "--task-option", "hidden=8", "--task-option", "layers=1"]
@@ -50,7 +50,7 @@ def run_main(tmp_path: Path, *extra: str) -> int:
         (["--task-option", "dropout=1.5"], "--task-option"),
         (["--task", "no_such_package.module:Task"], "--task"),
         (["--task", "mlk8s.training.example:NoSuchClass"], "--task"),
-        (["--task", "tests.unit.training.tasks:NotATask"], "--task"),
+        (["--task", "tests.unit.mlk8s.training.tasks:NotATask"], "--task"),
         (["--task", "notdotted"], "--task"),
         (["--data", "/definitely/not/here.parquet"], "--data"),
         (["--data", "/any.parquet", "--task-option", "shifts=1"], "--task-option"),
@@ -157,15 +157,15 @@ def test_help_documents_every_flag() -> None:
 
 def test_zombie_is_fenced_off_and_exits_with_an_error(tmp_path: Path, xcom: Path) -> None:
     from mlk8s.checkpoint import CheckpointStore
-    from mlk8s.podio import EXIT_ERROR
-    from tests.unit.training.tasks import SupersededTask
+    from mlk8s.pod_contract import EXIT_ERROR
+    from tests.unit.mlk8s.training.tasks import SupersededTask
 
     SupersededTask.checkpoint_uri = str(tmp_path / "ckpt")
     SupersededTask.claim_at_step, SupersededTask.steps_seen = 3, 0
     code = run_main(
         tmp_path,
         "--task",
-        "tests.unit.training.tasks:SupersededTask",
+        "tests.unit.mlk8s.training.tasks:SupersededTask",
         "--batch-size",
         "128",
         "--checkpoint-every-steps",

@@ -1,0 +1,79 @@
+"""Every private or unstable member of Ray, Airflow and KubernetesPodOperator that mlk8s relies on, in one list.
+
+An upgrade may remove or change such a member without notice. Listing each one here, with why we need it,
+gives one place to look and one test (tests/unit/mlk8s/test_compat.py) that resolves every entry and fails
+loudly, naming the member, when an upgrade removes one. Modules are resolved lazily (``pkgutil.resolve_name``),
+so importing this module imports neither Ray nor Airflow.
+
+Code outside this module never imports ``ray._raylet`` or another private path directly: it calls
+:func:`get`. Private *methods* of classes we subclass (KPO's) are called on ``self``; they are listed here so
+the test still catches their removal.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Member:
+    path: str  # "module:attribute.chain" as pkgutil.resolve_name takes it
+    why: str
+
+
+MEMBERS: dict[str, Member] = {
+    # -- Ray -------------------------------------------------------------------------------------------------
+    "ray.GcsClient": Member(
+        "ray._raylet:GcsClient", "read node state and drain nodes through the GCS without a driver connection"
+    ),
+    "ray.AuthenticationTokenLoader": Member(
+        "ray._raylet:AuthenticationTokenLoader", "drop Ray's per-process token cache after RAY_AUTH_TOKEN changes"
+    ),
+    "ray.Config": Member("ray._raylet:Config", "re-read RAY_AUTH_MODE after ray was imported"),
+    "ray.autoscaler_pb2": Member(
+        "ray.core.generated.autoscaler_pb2", "the GCS autoscaler-state protos (node status, drain reasons)"
+    ),
+    "ray.get_cluster_resource_state": Member(
+        "ray.autoscaler.v2.sdk:get_cluster_resource_state", "pending demand and per-node idle state (autoscaler v2)"
+    ),
+    # -- KubernetesPodOperator (methods of the class we subclass) --------------------------------------------
+    "kpo._get_ti_pod_labels": Member(
+        "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator._get_ti_pod_labels",
+        "the labels every pod of a task run carries: the training PDB's selector",
+    ),
+    "kpo._set_name": Member(
+        "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator._set_name",
+        "KPO's pod-name normalisation, reused for locally run pods",
+    ),
+    "kpo.convert_env_vars_or_raise_error": Member(
+        "airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters:convert_env_vars_or_raise_error",
+        "normalise a task's env_vars (dict or V1EnvVar list) before adding the Ray variables",
+    ),
+    # -- Airflow internals used by the UI plugin ------------------------------------------------------------
+    "airflow.XComModel": Member("airflow.models.xcom:XComModel", "read the Ray pool history XCom in the UI app"),
+    "airflow.requires_access_dag": Member(
+        "airflow.api_fastapi.core_api.security:requires_access_dag", "the UI pages honour Airflow's DAG access"
+    ),
+    "airflow.SessionDep": Member("airflow.api_fastapi.common.db.common:SessionDep", "a DB session in the UI app"),
+    "airflow.DagAccessEntity": Member(
+        "airflow.api_fastapi.auth.managers.models.resource_details:DagAccessEntity", "which DAG resource a page reads"
+    ),
+}
+
+
+class CompatError(ImportError):
+    """A listed member is gone: the installed version of its package changed it."""
+
+
+def get(name: str) -> Any:
+    """The member registered as ``name``; raises :class:`CompatError` naming it and its package when gone."""
+    member = MEMBERS[name]
+    try:
+        return pkgutil.resolve_name(member.path)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CompatError(
+            f"{member.path} ({name}: {member.why}) is not available in the installed version: {exc}. "
+            "Pin the version mlk8s supports (constraints.txt) or update include/mlk8s/compat.py"
+        ) from exc
