@@ -162,7 +162,7 @@ def test_raycluster_values_use_only_keys_the_chart_reads() -> None:
     values = load_one("raycluster-values.yaml")
     defaults = yaml.safe_load((schemas_dir() / "kuberay" / "ray-cluster-chart-values.yaml").read_text())
     # Keys the chart's template reads that its defaults file only mentions in comments.
-    templated_only = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "image", "disabled"}
+    templated_only = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "image", "disabled", "priorityClassName"}
     assert set(values) <= set(defaults)
     for section in ("head", "worker"):
         assert set(values[section]) <= set(defaults[section]) | templated_only, section
@@ -298,6 +298,21 @@ def test_pdbs_are_valid_and_track_the_raycluster(raycluster: dict[str, Any]) -> 
         assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
+# --- PriorityClasses ------------------------------------------------------------------------------------------
+
+
+def test_priorityclasses_are_valid_and_used_by_the_raycluster(raycluster: dict[str, Any]) -> None:
+    classes = {d["metadata"]["name"]: d for d in load_all("priorityclasses.yaml")}
+    for pc in classes.values():
+        validate_object(pc)
+        assert pc["globalDefault"] is False and "namespace" not in pc["metadata"]
+    assert classes["mlk8s-critical"]["value"] > classes["mlk8s-preemptible"]["value"]
+    assert classes["mlk8s-preemptible"]["preemptionPolicy"] == "Never"
+    used = {name: spec.get("priorityClassName") for name, spec in pod_specs(raycluster)}
+    assert used["headGroupSpec"] == "mlk8s-critical"
+    assert {v for k, v in used.items() if k != "headGroupSpec"} == {"mlk8s-preemptible"}
+
+
 # --- RBAC -----------------------------------------------------------------------------------------------------------
 
 #: What the operators call in namespace mlk8s (see the comments in helm-values/rbac.yaml), and nothing more.
@@ -307,12 +322,14 @@ WORKER_NEEDS = {
     ("", "pods/exec"): {"create"},
     ("", "events"): {"list"},
     ("policy", "poddisruptionbudgets"): {"create", "get", "delete"},
-    ("ray.io", "rayclusters"): {"get", "list", "patch"},
+    ("ray.io", "rayclusters"): {"get", "patch"},
 }
 TRIGGERER_NEEDS = {
-    ("", "pods"): {"get", "delete"},
+    ("", "pods"): {"get", "list", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"list", "watch"},
+    ("policy", "poddisruptionbudgets"): {"delete"},
+    ("ray.io", "rayclusters"): {"get", "patch"},
 }
 
 
@@ -360,6 +377,7 @@ def test_every_helm_values_manifest_is_checked() -> None:
         "pdb-ray-head.yaml",
         "pdb-ray-workers.yaml",
         "rbac.yaml",
+        "priorityclasses.yaml",
     }
     present = {p.name for p in HELM_VALUES.iterdir() if p.suffix in (".yaml", ".yml")}
     assert present == checked
