@@ -162,7 +162,14 @@ def test_raycluster_values_use_only_keys_the_chart_reads() -> None:
     values = load_one("raycluster-values.yaml")
     defaults = yaml.safe_load((schemas_dir() / "kuberay" / "ray-cluster-chart-values.yaml").read_text())
     # Keys the chart's template reads that its defaults file only mentions in comments.
-    templated_only = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "image", "disabled", "priorityClassName"}
+    templated_only = {
+        "rayVersion",
+        "enableInTreeAutoscaling",
+        "autoscalerOptions",
+        "image",
+        "disabled",
+        "priorityClassName",
+    }
     assert set(values) <= set(defaults)
     for section in ("head", "worker"):
         assert set(values[section]) <= set(defaults[section]) | templated_only, section
