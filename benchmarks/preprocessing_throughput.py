@@ -4,7 +4,7 @@
    batch by batch and writing Parquet (the fastest honest one-process implementation we have);
 2. hand-written Ray Data: read_parquet -> map_batches(the same transforms) -> write_parquet, no staging,
    no manifest, no row accounting;
-3. ours: mlk8s.preprocessing.pipeline.run_pipeline (staged parts, manifest commit, filtered-row counts).
+3. ours: mlk8s.preprocessing.run.run_pipeline (staged parts, manifest commit, filtered-row counts).
 
 The Ray runs use a real local cluster (LocalRayCluster, separate node processes, token auth) with as many
 CPUs as the machine has. Embeddings are excluded: all-MiniLM-L6-v2 on CPU does a few hundred rows/s, so
@@ -47,9 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_documents import generate
 
 from mlk8s.local_ray import LocalRayCluster
-from mlk8s.preprocessing.pipeline import apply_step, run_pipeline
+from mlk8s.preprocessing.run import run_pipeline
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import parse_spec
+from mlk8s.preprocessing.stages import apply_step
 
 SPEC = {"steps": ["html_to_text", "clean_text", "text_features", "non_empty_text"]}
 TARGET_VS_SINGLE = 1.6

@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlk8s.local_ray import LocalRayCluster
-from mlk8s.preprocessing.commit import ATTEMPTS, MANIFEST, read_output
-from mlk8s.preprocessing.pipeline import run_pipeline, run_reference
+from mlk8s.preprocessing.output import ATTEMPTS, MANIFEST, read_output
+from mlk8s.preprocessing.reference import run_reference
+from mlk8s.preprocessing.run import run_pipeline
 from mlk8s.preprocessing.samples import documents, write_documents
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import load_spec, parse_spec
@@ -103,16 +104,16 @@ def test_a_jsonl_file_cut_into_byte_ranges_is_read_exactly_once(
 ) -> None:
     """One JSON lines file, cut into ranges smaller than some of its lines: ranges that hold no line of their
     own, lines that run across several ranges. Every record comes out once, as the reference computes it."""
-    from mlk8s.preprocessing import sources
+    from mlk8s.preprocessing import work_units
 
     rows = documents(60, seed=7).to_pylist()
     for row in rows[::7]:
         row["text"] = (row["text"] or "long ") * 400  # lines of several KB, across many ranges
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    monkeypatch.setattr(sources, "JSONL_UNIT_BYTES", 1000)
+    monkeypatch.setattr(work_units, "JSONL_UNIT_BYTES", 1000)
     source = open_input(str(path))
-    units = sources.work_units(source)
+    units = work_units.work_units(source)
     assert len(units) == -(-path.stat().st_size // 1000) > 60
 
     steps: list[Any] = list(FEATURES_SPEC["steps"])

@@ -12,18 +12,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "MANIFEST": "commit",
-    "CommitError": "commit",
-    "committed_files": "commit",
-    "read_manifest": "commit",
-    "read_output": "commit",
+    "MANIFEST": "output",
+    "CommitError": "errors",
+    "committed_files": "output",
+    "read_manifest": "output",
+    "read_output": "output",
     "documents": "samples",
     "write_documents": "samples",
-    "InputError": "sources",
+    "InputError": "errors",
     "open_input": "sources",
     "DEFAULT_SPEC": "spec",
     "PipelineSpec": "spec",
-    "SpecError": "spec",
+    "SpecError": "errors",
     "load_spec": "spec",
     "parse_spec": "spec",
 }

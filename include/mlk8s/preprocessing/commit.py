@@ -29,17 +29,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from mlk8s.storage import Location, resolve, write_atomic
+from mlk8s.preprocessing.errors import CommitError
+from mlk8s.preprocessing.output import ATTEMPTS, MANIFEST, MANIFEST_FORMAT, fs_and_root, join_uri
+from mlk8s.storage import Location, write_atomic
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "_manifest.json"
-ATTEMPTS = "_attempts"
-MANIFEST_FORMAT = "mlk8s.preprocessing/v1"
-
-
-class CommitError(RuntimeError):
-    """The staged output does not match what the pipeline reported; nothing was committed."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +49,6 @@ class Part:
 
 def new_attempt_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    location = resolve(uri)
-    return location.fs, location.path.rstrip("/")
-
-
-def join_uri(uri: str, relative: str) -> str:
-    return uri.rstrip("/") + "/" + relative
 
 
 def attempt_dir(attempt_id: str) -> str:
@@ -82,7 +67,7 @@ def write_part(table: pa.Table, output_uri: str, attempt_id: str, input_rows: in
     data = sink.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     relative = f"{attempt_dir(attempt_id)}/part-{digest[:32]}.parquet"
-    fs, root = _fs(output_uri)
+    fs, root = fs_and_root(output_uri)
     target = f"{root}/{relative}"
     fs.create_dir(f"{root}/{attempt_dir(attempt_id)}", recursive=True)
     write_atomic(Location(fs, target, join_uri(output_uri, relative)), data)
@@ -101,42 +86,6 @@ def content_hash(parts: list[Part]) -> str:
     return h.hexdigest()
 
 
-def read_manifest(output_uri: str) -> dict[str, Any] | None:
-    """The committed manifest, or ``None`` when nothing was ever committed there."""
-    fs, root = _fs(output_uri)
-    path = f"{root}/{MANIFEST}"
-    try:
-        if fs.get_file_info(path).type != pafs.FileType.File:
-            return None
-        with fs.open_input_stream(path) as fh:
-            manifest: dict[str, Any] = json.loads(bytes(fh.read()))
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as exc:
-        raise CommitError(f"cannot read the manifest at {join_uri(output_uri, MANIFEST)} ({exc})") from exc
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise CommitError(f"{join_uri(output_uri, MANIFEST)} is not an mlk8s preprocessing manifest")
-    return manifest
-
-
-def committed_files(output_uri: str) -> list[str]:
-    """URIs of the committed Parquet files (empty when nothing is committed)."""
-    manifest = read_manifest(output_uri)
-    return [] if manifest is None else [join_uri(output_uri, p["path"]) for p in manifest["files"]]
-
-
-def read_output(output_uri: str, columns: list[str] | None = None) -> pa.Table:
-    """The committed output as one table, read through the manifest."""
-    import pyarrow.parquet as pq
-
-    manifest = read_manifest(output_uri)
-    if manifest is None:
-        raise FileNotFoundError(f"no committed output at {output_uri} (no {MANIFEST})")
-    fs, root = _fs(output_uri)
-    tables = [pq.read_table(f"{root}/{p['path']}", filesystem=fs, columns=columns) for p in manifest["files"]]
-    if not tables:
-        return pa.schema([pa.field(n, pa.null()) for n in columns or []]).empty_table()
-    return pa.concat_tables(tables, promote_options="permissive")
-
-
 def commit(
     output_uri: str,
     attempt_id: str,
@@ -152,7 +101,7 @@ def commit(
 
     Raises :class:`CommitError` (and commits nothing) when a reported part is missing or has another size.
     """
-    fs, root = _fs(output_uri)
+    fs, root = fs_and_root(output_uri)
     staged_dir = f"{root}/{attempt_dir(attempt_id)}"
     on_disk: dict[str, int] = {}
     if fs.get_file_info(staged_dir).type == pafs.FileType.Directory:
@@ -198,7 +147,7 @@ def commit(
 
 def garbage_collect(output_uri: str, keep: str) -> None:
     """Delete attempt directories other than ``keep`` (earlier commits, killed or failed runs)."""
-    fs, root = _fs(output_uri)
+    fs, root = fs_and_root(output_uri)
     attempts = f"{root}/{ATTEMPTS}"
     if fs.get_file_info(attempts).type != pafs.FileType.Directory:
         return

@@ -125,7 +125,7 @@ def _parquet_files(uri: str, loc: Location) -> list[Location]:
     if loc.fs.get_file_info(loc.path).type == pafs.FileType.File:
         return [loc]
     if loc.fs.get_file_info(loc.child(PREPROCESSING_MANIFEST).path).type == pafs.FileType.File:
-        from mlk8s.preprocessing.commit import committed_files
+        from mlk8s.preprocessing.output import committed_files
 
         try:
             return [resolve(f) for f in committed_files(uri)]

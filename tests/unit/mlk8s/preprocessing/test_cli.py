@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
-from mlk8s.preprocessing.__main__ import main
-from mlk8s.preprocessing.commit import MANIFEST, commit, write_part
+from mlk8s.preprocessing.cli import main
+from mlk8s.preprocessing.commit import commit, write_part
+from mlk8s.preprocessing.output import MANIFEST
 from mlk8s.preprocessing.samples import write_documents
 
 USER = "tests.unit.mlk8s.preprocessing.user_transforms"

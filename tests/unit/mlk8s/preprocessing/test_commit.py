@@ -8,16 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from mlk8s.preprocessing.commit import (
-    ATTEMPTS,
-    MANIFEST,
-    CommitError,
-    commit,
-    committed_files,
-    read_manifest,
-    read_output,
-    write_part,
-)
+from mlk8s.preprocessing.commit import commit, write_part
+from mlk8s.preprocessing.errors import CommitError
+from mlk8s.preprocessing.output import ATTEMPTS, MANIFEST, committed_files, read_manifest, read_output
 
 
 def _table(start: int, n: int) -> pa.Table:
