@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlk8s.preprocessing.parts import PartWriter
 from mlk8s.preprocessing.sources import InputSource
 from mlk8s.preprocessing.spec import PipelineSpec
-from mlk8s.preprocessing.stages import ActorStage, PartWriter, Stage, TaskStage, plan_stages
+from mlk8s.preprocessing.stages import ActorStage, Stage, TaskStage, plan_stages
 
 
 def _cluster_gpus() -> float:
@@ -17,8 +18,8 @@ def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
-def build_dataset(spec: PipelineSpec, source: InputSource, output_uri: str, attempt_id: str) -> Any:
-    """The lazy Ray Dataset whose rows describe the written parts (one row per part)."""
+def build_dataset(spec: PipelineSpec, source: InputSource, writer: PartWriter) -> Any:
+    """The lazy Ray Dataset whose rows describe the parts ``writer`` wrote (one row per part)."""
     import ray.data
 
     from mlk8s.preprocessing.work_units import ray_dataset
@@ -26,7 +27,6 @@ def build_dataset(spec: PipelineSpec, source: InputSource, output_uri: str, atte
     cpus = _cluster_cpus()
     ds = ray_dataset(source, cpus)
     stages = plan_stages(spec)
-    writer = PartWriter(output_uri, attempt_id, spec.schema, spec.schema_extra)
     if stages[0].kind == "actor":
         stages.insert(0, Stage("task", []))  # something has to read the work units
     if len(stages) == 1:
@@ -34,7 +34,8 @@ def build_dataset(spec: PipelineSpec, source: InputSource, output_uri: str, atte
         # workers (one per CPU to start with, growing with the cluster) that each hold a second task in
         # their queue: a Ray Data *task* costs ~0.15 s of idle CPU between one task and the next (measured
         # on a 2-CPU machine, ~10% of a 1.4 s task), a queued call on a running worker almost nothing.
-        # Ray Data restarts a worker that dies and retries its calls; a retried call writes the same part.
+        # Ray Data restarts a worker that dies and retries its calls; a retried call writes a new part, and
+        # only the parts reported back are committed.
         return ds.map_batches(
             TaskStage,
             fn_constructor_kwargs={"steps": stages[0].steps, "source": source, "writer": writer},

@@ -20,6 +20,7 @@ Example::
     schema:
       fields: {id: string, label: int64, text: string, embedding: "list<float32>"}
       extra: keep                      # keep undeclared columns after the declared ones (default: drop)
+      evolve: false                    # true: a run may add columns to the existing output table
     batch_size: 4096                   # rows per batch for maps/filters that come after an actor step
 
 Maps and filters before the first actor step run on whole work units (a Parquet row group, a byte range
@@ -45,7 +46,7 @@ Kind = Literal["map", "filter", "actor"]
 KINDS: tuple[str, ...] = ("map", "filter", "actor")
 TOP_LEVEL_KEYS = ("version", "steps", "schema", "batch_size")
 STEP_KEYS = ("use", "kind", "args", "batch_size", "concurrency", "num_cpus", "num_gpus")
-SCHEMA_KEYS = ("fields", "extra")
+SCHEMA_KEYS = ("fields", "extra", "evolve")
 
 #: The document pipeline that runs with no ``--pipeline``.
 DEFAULT_SPEC: dict[str, Any] = {
@@ -83,11 +84,13 @@ class PipelineSpec:
     schema: pa.Schema | None = None
     schema_extra: str = "drop"
     batch_size: int | None = None
+    #: ``schema.evolve``: a run may add columns to an existing output table (any other change is refused).
+    schema_evolve: bool = False
     source: str = "default"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def digest(self) -> str:
-        """A stable hash of what the spec says (recorded in the manifest: which pipeline made the output)."""
+        """A stable hash of what the spec says (recorded in the commit: which pipeline made the output)."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
     def has_actor_steps(self) -> bool:
@@ -184,9 +187,9 @@ def parse_spec(raw: Any, source: str = "inline") -> PipelineSpec:
     if not isinstance(steps_raw, list) or not steps_raw:
         raise SpecError("steps: must be a non-empty list of {use: NAME_OR_DOTTED_PATH, ...} entries")
     steps = tuple(_parse_step(index, item) for index, item in enumerate(steps_raw))
-    schema, extra = _parse_schema(raw.get("schema"))
+    schema, extra, evolve = _parse_schema(raw.get("schema"))
     batch_size = _positive_int(raw.get("batch_size"), "batch_size")
-    return PipelineSpec(steps, schema, extra, batch_size, source, raw)
+    return PipelineSpec(steps, schema, extra, batch_size, schema_evolve=evolve, source=source, raw=raw)
 
 
 def _parse_step(index: int, item: Any) -> Step:
@@ -223,19 +226,23 @@ def _parse_step(index: int, item: Any) -> Step:
     )
 
 
-def _parse_schema(schema_raw: Any) -> tuple[pa.Schema | None, str]:
+def _parse_schema(schema_raw: Any) -> tuple[pa.Schema | None, str, bool]:
     if schema_raw is None:
-        return None, "drop"
+        return None, "drop", False
     if not isinstance(schema_raw, dict):
-        raise SpecError("schema: must be a mapping {fields: {name: type}, extra: drop|keep}")
+        raise SpecError("schema: must be a mapping {fields: {name: type}, extra: drop|keep, evolve: true|false}")
     unknown = sorted(set(schema_raw) - set(SCHEMA_KEYS))
     if unknown:
         raise SpecError(f"schema: unknown key(s) {unknown}; allowed: {list(SCHEMA_KEYS)}")
-    schema = parse_fields(schema_raw.get("fields"))
+    evolve = schema_raw.get("evolve", False)
+    if not isinstance(evolve, bool):
+        raise SpecError(f"schema.evolve: must be true or false, got {evolve!r}")
+    # With evolve alone, the output keeps the types the pipeline produces; fields pins them.
+    schema = parse_fields(schema_raw["fields"]) if "fields" in schema_raw or not evolve else None
     extra = schema_raw.get("extra", "drop")
     if extra not in ("drop", "keep"):
         raise SpecError(f"schema.extra: must be 'drop' or 'keep', got {extra!r}")
-    return schema, extra
+    return schema, extra, evolve
 
 
 def load_spec(source: str | None) -> PipelineSpec:

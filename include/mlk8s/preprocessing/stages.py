@@ -21,23 +21,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlk8s.preprocessing import commit as commit_mod
+from mlk8s.preprocessing.parts import PartWriter
 from mlk8s.preprocessing.readers import read_unit
-from mlk8s.preprocessing.schema import cast_to_schema
 from mlk8s.preprocessing.sources import InputSource
 from mlk8s.preprocessing.spec import PipelineSpec, Step
 
 IN_ROWS = "__mlk8s_in_rows"
 GHOST = "__mlk8s_ghost"
-PART_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("rows", pa.int64()),
-        ("bytes", pa.int64()),
-        ("sha256", pa.string()),
-        ("input_rows", pa.int64()),
-    ]
-)
 
 
 def apply_step(step: Step, table: pa.Table, instance: Any = None) -> pa.Table:
@@ -117,7 +107,7 @@ class TaskStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.source is not None:
-            # The first stage reads its work units itself (see sources.plan_tasks): the steps run unit by
+            # The first stage reads its work units itself (see work_units.plan_tasks): the steps run unit by
             # unit, so a task's peak memory is one unit's intermediates, and the results go out together.
             units = [unit for text in batch.column("units").to_pylist() for unit in json.loads(text)]
             tables, in_rows = [], 0
@@ -125,7 +115,9 @@ class TaskStage:
                 table = read_unit(self.source, unit)
                 if table.num_rows:  # a byte range of a JSON lines file can hold no line of its own
                     in_rows += table.num_rows
-                    tables.append(self._steps(table))
+                    table = self._steps(table)
+                    # Cast unit by unit, so a value that does not fit the table's schema names its file.
+                    tables.append(table if self.writer is None else self.writer.finish(table, unit["paths"]))
             if not tables:
                 return self._nothing(in_rows)
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
@@ -159,35 +151,3 @@ class ActorStage:
         if table.num_rows:
             table = apply_step(self.step, table, self.instance)
         return _wrap(table, in_rows)
-
-
-class PartWriter:
-    """The final cast to the declared schema, then one staged Parquet part per batch."""
-
-    def __init__(self, output_uri: str, attempt_id: str, schema: pa.Schema | None, extra: str) -> None:
-        self.output_uri = output_uri
-        self.attempt_id = attempt_id
-        self.schema = schema
-        self.extra = extra
-
-    def finish(self, table: pa.Table) -> pa.Table:
-        if self.schema is not None:
-            table = cast_to_schema(table, self.schema, extra=self.extra)
-        return table
-
-    def empty(self, in_rows: int) -> pa.Table:
-        """The description of a part that was not written (every row filtered out, or none read)."""
-        return pa.Table.from_pylist(
-            [{"path": "", "rows": 0, "bytes": 0, "sha256": "", "input_rows": in_rows}], PART_SCHEMA
-        )
-
-    def write(self, table: pa.Table, in_rows: int) -> pa.Table:
-        table = self.finish(table)
-        if table.num_rows == 0:
-            return self.empty(in_rows)
-        part = commit_mod.write_part(table, self.output_uri, self.attempt_id, in_rows)
-        return pa.Table.from_pylist([part.__dict__], PART_SCHEMA)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        table, in_rows = _unwrap(batch)
-        return self.write(table, in_rows)
