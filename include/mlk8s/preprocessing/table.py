@@ -114,6 +114,7 @@ def inspect_location(uri: str) -> tuple[Location, bool]:
     if info.type == pafs.FileType.File:
         raise OutputError(f"--output: {uri!r} is a file; give a directory (the Delta table's root)")
     if info.type != pafs.FileType.Directory:
+        _refuse_file_ancestor(uri, location)
         return location, False
     if location.fs.get_file_info(location.child(DELTA_LOG).path).type == pafs.FileType.Directory:
         return location, True
@@ -127,6 +128,18 @@ def inspect_location(uri: str) -> tuple[Location, bool]:
             f"--output: {uri!r} holds files but no Delta table ({DELTA_LOG}/); give an empty or new location"
         )
     return location, False
+
+
+def _refuse_file_ancestor(uri: str, location: Location) -> None:
+    """A location below a file can never be created (checked without creating it, as --validate-only must)."""
+    path = location.path.rstrip("/")
+    while "/" in path.strip("/"):
+        path = path.rpartition("/")[0] or "/"
+        info = location.fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            raise OutputError(f"--output: cannot create a Delta table at {uri!r}: {path} is a file")
+        if info.type == pafs.FileType.Directory:
+            return
 
 
 def delta_schema(run_schema: pa.Schema, partition: Partition) -> pa.Schema:

@@ -143,7 +143,7 @@ def test_help_says_validate_only_runs_the_users_transforms(capsys: pytest.Captur
     ("setup", "match"),
     [
         ("file", "--output: .* is a file"),
-        ("below-a-file", "--output: cannot create a Delta table"),
+        ("below-a-file", "--output: cannot create a Delta table at .*is a file"),
         ("partition", "--partition: 'run_key' must be KEY=VALUE"),
         ("txn", "--txn-app-id and --txn-version go together"),
         ("bad-json", r"docs.jsonl: line 3: invalid JSON"),
