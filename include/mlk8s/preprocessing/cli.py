@@ -192,9 +192,28 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
         return EXIT_OK
     try:
         result = _run_on_ray(args, plan)
+    except Interrupted:
+        landed = _landed(plan)
+        if landed is None:
+            raise
+        logger.warning("interrupted just after the commit landed (delta version %d): its result", landed.version)
+        return _finish(args, result_of(landed, plan.table), plan.table, vacuum=False)
     except Exception as exc:
         return _failed(exc, debug)
     return _finish(args, result, plan.table, vacuum=args.vacuum_retention_hours > 0)
+
+
+def _landed(plan: Any) -> Any:
+    """After a SIGTERM: this run's commit, if it landed before the signal (only a transaction can tell)."""
+    from mlk8s.preprocessing.commit import earlier_commit
+
+    signal.signal(signal.SIGTERM, _deferred)
+    if plan.txn is None:
+        return None
+    try:
+        return earlier_commit(plan.table, plan.txn)
+    except Exception:  # fenced or unreadable: not this run's commit to report
+        return None
 
 
 def _run_on_ray(args: argparse.Namespace, plan: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -219,3 +220,26 @@ def test_a_worker_error_is_unwrapped_to_one_line(capsys: pytest.CaptureFixture[s
     assert len(err.strip().splitlines()) == 1 and "RuntimeError: boom" in err
     assert _failed(raised(RuntimeError("boom")), debug=True) == EXIT_ERROR
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_sigterm_that_lands_just_after_the_commit_still_returns_its_result(
+    tmp_path: Path, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The eviction came between the commit and the result file: exit 0 with the landed commit's result."""
+    import mlk8s.preprocessing.cli as cli
+    from mlk8s.preprocessing.commit import AppTransaction, commit_parts
+
+    out = tmp_path / "out"
+    txn = AppTransaction("app", 1)
+
+    def commit_then_sigterm(args: object, plan: Any) -> dict[str, object]:
+        commit_parts(plan.table, [], txn=txn, summary={"output_rows": 0, "attempt_id": "evicted"})
+        raise cli.Interrupted("received signal 15")
+
+    monkeypatch.setattr(cli, "_run_on_ray", commit_then_sigterm)
+    monkeypatch.setenv("MLK8S_XCOM_DIR", str(tmp_path / "xcom"))
+    argv = ["--input", str(docs), "--output", str(out), "--pipeline", '{"steps": ["clean_text"]}']
+    argv += ["--partition", "run_key=r1", "--txn-app-id", "app", "--txn-version", "1"]
+    assert main(argv) == EXIT_OK
+    result = json.loads((tmp_path / "xcom" / "return.json").read_text())
+    assert result["attempt_id"] == "evicted" and result["delta_version"] == 1
