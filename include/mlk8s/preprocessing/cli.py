@@ -224,9 +224,17 @@ def _run_on_ray(args: argparse.Namespace, plan: Any) -> dict[str, Any]:
     from mlk8s.ray_driver import connect
 
     try:
-        connect(args.ray_address, args.local_cpus)
-        # ray.init installs its own SIGTERM handler (log and exit 15); ours turns an eviction into exit 75.
-        signal.signal(signal.SIGTERM, _raise_interrupted)
+        # ray.init installs its own SIGTERM handler (sys.exit(15)); ours turns an eviction into exit 75. A
+        # SIGTERM that lands while ray.init runs reaches Ray's handler (blocking the signal cannot help: Ray and
+        # deltalake threads already run), so its SystemExit(15) is the same eviction.
+        try:
+            connect(args.ray_address, args.local_cpus)
+        except SystemExit as exc:
+            if exc.code != signal.SIGTERM:
+                raise
+            raise Interrupted(f"received signal {exc.code} while connecting to Ray") from None
+        finally:
+            signal.signal(signal.SIGTERM, _raise_interrupted)
         result = run_pipeline(
             plan.spec,
             plan.source,
