@@ -75,7 +75,8 @@ def build_dataset(spec: PipelineSpec, source: InputSource, writer: PartWriter) -
             num_gpus=num_gpus,
         )
         if last:
-            ds = ds.map_batches(writer, batch_format="pyarrow", batch_size=None)
+            # An actor stage ends the pipeline: a task stage with no steps unwraps its rows and writes them.
+            ds = ds.map_batches(TaskStage([], writer=writer), batch_format="pyarrow", batch_size=None)
     return ds
 
 
