@@ -25,8 +25,9 @@ PAIRS = 7
 
 
 def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, float, float, float, int]:
+    from mlk8s.training.config import TrainConfig
     from mlk8s.training.example import ClassifierTask
-    from mlk8s.training.loop import TrainConfig, Trainer
+    from mlk8s.training.trainer import Trainer
 
     cfg = TrainConfig(checkpoint_uri=str(root / name / "ckpt"), output_uri=str(root / name / "out"))
     if not checkpoints:
@@ -37,14 +38,14 @@ def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, float, fl
     outcome = trainer.run()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert outcome.exit_code == 0, outcome
-    direct = trainer.checkpoint_step_thread_seconds / trainer.loop_seconds
-    upper = (trainer.checkpoint_step_thread_seconds + trainer.checkpoint_writer_cpu_seconds) / trainer.loop_seconds
-    return elapsed, cpu, direct, upper, trainer.checkpoints_committed
+    direct = trainer.checkpointer.step_thread_seconds / trainer.loop_seconds
+    upper = (trainer.checkpointer.step_thread_seconds + trainer.checkpointer.writer_cpu_seconds) / trainer.loop_seconds
+    return elapsed, cpu, direct, upper, trainer.checkpointer.committed
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    from mlk8s.training.loop import TrainConfig
+    from mlk8s.training.config import TrainConfig
 
     defaults = TrainConfig(checkpoint_uri="", output_uri="")
     with_s: list[float] = []

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlk8s.training import TrainingTask
 from mlk8s.training.example import ClassifierTask
-from mlk8s.training.loop import StopSignal
+from mlk8s.training.signals import StopSignal
 
 if TYPE_CHECKING:
     import torch

@@ -1,4 +1,4 @@
-"""The training loop in-process: interruption, emergency checkpoint, exact resume, fallback, plug-ins."""
+"""The trainer in-process: interruption, emergency checkpoint, exact resume, fallback, plug-ins."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from mlk8s.checkpoint import MANIFEST, CheckpointStore
 from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
+from mlk8s.training.config import TrainConfig
 from mlk8s.training.example import ClassifierTask
-from mlk8s.training.loop import Outcome, StopSignal, TrainConfig, Trainer, epoch_permutation
+from mlk8s.training.signals import StopSignal
+from mlk8s.training.trainer import Outcome, Trainer
 from tests.unit.mlk8s.training.tasks import LinearRegressionTask, StopAtStepTask
 
 # 1437 training rows / 128 = 12 steps per epoch, 3 epochs: 36 steps in well under a second.
@@ -202,16 +204,6 @@ def test_parquet_embeddings_with_string_labels(tmp_path: Path) -> None:
     assert info["task_info"]["class_names"] == ["neg", "pos"]
     assert info["task_info"]["num_features"] == 6
     assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 80
-
-
-def test_epoch_permutation_depends_only_on_seed_and_epoch() -> None:
-    import torch
-
-    a = epoch_permutation(3, 0, 100)
-    assert torch.equal(a, epoch_permutation(3, 0, 100))
-    assert torch.equal(torch.sort(a).values, torch.arange(100))
-    assert not torch.equal(a, epoch_permutation(3, 1, 100))
-    assert not torch.equal(a, epoch_permutation(4, 0, 100))
 
 
 def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:

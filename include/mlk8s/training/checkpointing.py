@@ -1,0 +1,135 @@
+"""The trainer's side of checkpoints: taking a snapshot at a step boundary, committing it on the background
+writer, heartbeats, retention, and how long a save takes (the emergency-checkpoint decision depends on it)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore
+from mlk8s.training import state as state_io
+
+log = logging.getLogger("mlk8s.training")
+
+#: Assumed write speed before the first checkpoint has been timed (deliberately pessimistic).
+_UNMEASURED_BYTES_PER_S = 20e6
+_UNMEASURED_OVERHEAD_S = 0.5
+#: Headroom over the slowest measured save, for the emergency-checkpoint decision.
+_SAVE_SAFETY = 1.5
+_EXIT_MARGIN_S = 0.2
+
+
+class Checkpointer:
+    """Commits snapshots of the training state to a :class:`CheckpointStore` without holding up the steps."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.writer = BackgroundWriter()
+        self._lock = threading.Lock()
+        self._save_seconds: deque[float] = deque(maxlen=5)
+        self._state_bytes = 0
+        #: The newest committed checkpoint (the resumed one until this process commits its own).
+        self.last_committed: CheckpointInfo | None = None
+        self.last_commit_time = time.monotonic()
+        #: The step of the newest snapshot handed to the writer (or restored): nothing newer to save than that.
+        self.submitted_step = -1
+        #: Checkpoints retention must keep whatever their age (the one this process resumed from).
+        self.protect: frozenset[str] = frozenset()
+        self.last_heartbeat = 0.0
+        #: Seconds the step thread spent on checkpoints and heartbeats (snapshots, waiting for the writer), and
+        #: CPU seconds the writer thread spent on them: what benchmarks attribute to checkpointing.
+        self.step_thread_seconds = 0.0
+        self.writer_cpu_seconds = 0.0
+        self.committed = 0
+
+    def resumed_from(self, info: CheckpointInfo, step: int) -> None:
+        self.last_committed = info
+        self.submitted_step = step
+        self.protect = frozenset({info.name})
+
+    def checkpoint(
+        self,
+        step: int,
+        epoch: int,
+        model_state: Mapping[str, Any],
+        rest: dict[str, Any],
+        meta: dict[str, Any],
+        *,
+        background: bool = True,
+    ) -> None:
+        """Snapshot now (on the step thread), commit on the writer (or here, when ``background`` is False)."""
+        started = time.perf_counter()
+        tensors, skeleton = state_io.encode(dict(model_state), rest)
+        if not self._state_bytes:
+            self._state_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+        self.submitted_step = step
+
+        def job() -> None:
+            cpu_started = time.thread_time()
+            try:
+                self._commit(step, epoch, tensors, skeleton, meta)
+            finally:
+                self.writer_cpu_seconds += time.thread_time() - cpu_started
+
+        if background:
+            self.writer.submit(job)
+        else:
+            self.writer.wait()
+            job()
+        self.step_thread_seconds += time.perf_counter() - started
+
+    def _commit(self, step: int, epoch: int, tensors: dict[str, Any], skeleton: Any, meta: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        files = state_io.serialize(tensors, skeleton)
+        info = self.store.commit(step, files, meta)
+        elapsed = time.perf_counter() - started
+        with self._lock:
+            self.last_committed = info
+            self.last_commit_time = time.monotonic()
+            self._save_seconds.append(elapsed)
+            self._state_bytes = sum(len(b) for b in files.values())
+            self.committed += 1
+        log.info("mlk8s: checkpoint committed step=%d epoch=%d uri=%s", step, epoch, info.uri)
+        removed = self.store.prune(self.protect)
+        if removed:
+            log.info("mlk8s: retention removed %d old checkpoint(s): %s", len(removed), ", ".join(removed))
+
+    def heartbeat(self, body: dict[str, Any], *, sync: bool = False) -> None:
+        """Record progress beside the checkpoints; ``sync`` waits for queued writes and writes it here."""
+        self.last_heartbeat = time.monotonic()
+        if sync:
+            self.writer.wait(heartbeats=True)  # a queued older heartbeat must not land after this one
+            self.store.write_progress(body)
+            return
+        started = time.perf_counter()
+
+        def job() -> None:
+            cpu_started = time.thread_time()
+            try:
+                self.store.write_progress(body)
+            finally:
+                self.writer_cpu_seconds += time.thread_time() - cpu_started
+
+        self.writer.heartbeat(job)
+        self.step_thread_seconds += time.perf_counter() - started
+
+    def estimated_save_seconds(self) -> float:
+        """How long a checkpoint takes: the slowest recent save with headroom, or a size-based guess."""
+        with self._lock:
+            if self._save_seconds:
+                return max(self._save_seconds) * _SAVE_SAFETY + _EXIT_MARGIN_S
+            return self._state_bytes / _UNMEASURED_BYTES_PER_S + _UNMEASURED_OVERHEAD_S
+
+    def emergency_fits(self, grace_left: float) -> tuple[bool, float]:
+        """Whether an emergency checkpoint (after any write in flight) fits in what is left of the grace period."""
+        needed = self.estimated_save_seconds()
+        if not self.writer.idle:
+            needed *= 2
+        return needed <= grace_left, needed
+
+    def close(self) -> None:
+        self.writer.close()
