@@ -10,8 +10,14 @@ from mlk8s.disruption import OutcomeKind, classify_exit, classify_pod_status
 from mlk8s.pod_contract import EXIT_INTERRUPTED
 
 
-def _status(phase: str, *, exit_code: int | None = None, reason: str | None = None,
-            conditions: list[dict] | None = None, term_reason: str | None = None) -> dict:
+def _status(
+    phase: str,
+    *,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    conditions: list[dict] | None = None,
+    term_reason: str | None = None,
+) -> dict:
     status: dict = {"phase": phase, "reason": reason, "conditions": conditions or []}
     if exit_code is not None:
         status["container_statuses"] = [
