@@ -37,6 +37,8 @@ DEFAULT_TIMEOUT_S = 120.0
 _CONNECT_TIMEOUT_S = 10.0
 #: How often a caller blocked on an object store looks at its ``cancelled()``.
 _POLL_S = 0.05
+#: Calls given up on (timed out or interrupted) whose helper thread may still be blocked in native code.
+_abandoned: list[str] = []
 
 
 class UriError(ValueError):
@@ -153,8 +155,10 @@ def call(
     deadline = time.monotonic() + loc.timeout_s
     while not done.wait(_POLL_S):
         if cancelled is not None and cancelled():
+            _abandoned.append(what)
             raise StorageInterrupted(f"stopped while {what} (a stop was requested)")
         if time.monotonic() >= deadline:
+            _abandoned.append(what)
             raise StorageTimeout(
                 f"{what} did not finish within {loc.timeout_s:g} s; check that the endpoint is reachable and the "
                 f"credentials are valid, or raise the timeout ({TIMEOUT_ENV} or --storage-timeout-seconds)"
@@ -163,6 +167,12 @@ def call(
     if not ok:
         raise value
     return value  # type: ignore[no-any-return]
+
+
+def abandoned_calls() -> list[str]:
+    """What this process gave up waiting for. A process with any should end with ``os._exit``: the native call
+    may still be blocked in its helper thread, and the S3 client's finaliser at interpreter exit waits for it."""
+    return list(_abandoned)
 
 
 def write_atomic(loc: Location, data: bytes | memoryview) -> None:
@@ -190,3 +200,25 @@ def read_bytes(loc: Location) -> bytes:
 def make_dirs(loc: Location) -> None:
     """Create ``loc`` and its parents (a no-op on object stores without directories)."""
     loc.fs.create_dir(loc.path, recursive=True)
+
+
+def delta_table_uri(uri: str, timeout_s: float) -> tuple[str, dict[str, str] | None]:
+    """The URI and ``storage_options`` with which ``deltalake`` (delta-rs's object_store) reaches what
+    :func:`resolve` reaches: the pyarrow query parameters (``endpoint_override``, ``scheme``, ``region``)
+    become object_store settings, and the timeouts are ours. Local paths need no options."""
+    import urllib.parse
+
+    if "://" not in uri or uri.startswith("file://"):
+        return uri, None
+    parts = urllib.parse.urlsplit(uri)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    seconds = max(1, math.ceil(timeout_s))
+    options = {"timeout": f"{seconds}s", "connect_timeout": f"{max(1, math.ceil(min(_CONNECT_TIMEOUT_S, timeout_s)))}s"}
+    if parts.scheme == "s3":
+        if "endpoint_override" in query:
+            options["AWS_ENDPOINT_URL"] = f"{query.get('scheme', 'https')}://{query['endpoint_override']}"
+        if query.get("scheme") == "http":
+            options["AWS_ALLOW_HTTP"] = "true"
+        if "region" in query:
+            options["AWS_REGION"] = query["region"]
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), options

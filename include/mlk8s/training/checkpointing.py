@@ -12,6 +12,8 @@ from typing import Any
 
 from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore
 from mlk8s.training import state as state_io
+from mlk8s.training.history import History
+from mlk8s.training.numerics import NonFiniteError, non_finite
 
 log = logging.getLogger("mlk8s.training")
 
@@ -24,10 +26,16 @@ _EXIT_MARGIN_S = 0.2
 
 
 class Checkpointer:
-    """Commits snapshots of the training state to a :class:`CheckpointStore` without holding up the steps."""
+    """Commits snapshots of the training state to a :class:`CheckpointStore` without holding up the steps.
 
-    def __init__(self, store: CheckpointStore) -> None:
+    ``finite`` names the snapshot tensors (the model's parameters) that must hold no NaN or infinity: the writer
+    checks them before committing, so a diverged run never leaves a non-finite checkpoint behind.
+    """
+
+    def __init__(self, store: CheckpointStore, history: History, finite: frozenset[str] = frozenset()) -> None:
         self.store = store
+        self.history = history
+        self.finite = finite
         self.writer = BackgroundWriter()
         self._lock = threading.Lock()
         self._save_seconds: deque[float] = deque(maxlen=5)
@@ -84,6 +92,12 @@ class Checkpointer:
 
     def _commit(self, step: int, epoch: int, tensors: dict[str, Any], skeleton: Any, meta: dict[str, Any]) -> None:
         started = time.perf_counter()
+        bad = non_finite((name, tensors[name]) for name in sorted(self.finite) if name in tensors)
+        if bad:
+            raise NonFiniteError(
+                f"the weights at step {step} hold NaN or infinity (in {', '.join(bad[:3])}); that checkpoint was "
+                "not committed. Lower --lr, or check the data"
+            )
         files = state_io.serialize(tensors, skeleton)
         info = self.store.commit(step, files, meta)
         elapsed = time.perf_counter() - started
@@ -93,6 +107,7 @@ class Checkpointer:
             self._save_seconds.append(elapsed)
             self._state_bytes = sum(len(b) for b in files.values())
             self.committed += 1
+        self.history.checkpoint_committed(step, epoch, info.uri, time.time())
         log.info("mlk8s: checkpoint committed step=%d epoch=%d uri=%s", step, epoch, info.uri)
         removed = self.store.prune(self.protect)
         if removed:

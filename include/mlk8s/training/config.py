@@ -139,7 +139,24 @@ class TrainConfig:
         help="how often progress is recorded beside the checkpoints (for the work-lost figure); 0 = every step",
     )
     log_every_steps: int = _setting(
-        100, flag="--log-every-steps", minimum=0, maximum=_MAX_INT, help="progress log interval; 0 = epoch ends only"
+        0,
+        flag="--log-every-steps",
+        minimum=0,
+        maximum=_MAX_INT,
+        help="also write a progress line every N steps; 0 = by time only (see --log-every-seconds)",
+    )
+    log_every_seconds: float = _setting(
+        30.0,
+        flag="--log-every-seconds",
+        minimum=0.0,
+        help="write a progress line at least this often, besides the end of the first and of the last epoch",
+    )
+    storage_timeout_seconds: float | None = _setting(
+        None,
+        flag="--storage-timeout-seconds",
+        above=0.0,
+        help="seconds one object-store call may take before the run stops with an error naming it (default: "
+        "$MLK8S_STORAGE_TIMEOUT_S, else 120)",
     )
     device: str = _setting("auto", flag="--device", choices=("auto", "cpu", "cuda"), help="auto picks cuda if present")
     amp: bool = _setting(
@@ -233,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs.update(action="append", default=[], metavar=s.metavar)
         else:
             kwargs.update(default=f.default, metavar=s.metavar, choices=s.choices)
-            kwargs["type"] = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
+            kwargs["type"] = {"int": int, "int | None": int, "float": float, "float | None": float}.get(
+                str(f.type), str
+            )
             if f.name == "log_level":
                 kwargs["type"] = str.upper
         p.add_argument(s.flag, **kwargs)
@@ -275,4 +294,8 @@ def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
             if problem:
                 raise TaskUsageError(s.flag, problem)
         values[f.name] = value
-    return TrainConfig(**values)
+    config = TrainConfig(**values)
+    for flag, given in (("--data-partition", config.data_partition), ("--data-version", config.data_version)):
+        if config.data is None and given not in (None, {}):
+            raise TaskUsageError(flag, "selects part of a Delta table given with --data, but there is no --data")
+    return config

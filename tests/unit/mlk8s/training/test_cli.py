@@ -56,6 +56,13 @@ def run_main(tmp_path: Path, *extra: str) -> int:
         (["--data", "/any.parquet", "--task-option", "shifts=1"], "--task-option"),
         (["--task-option", "shifts=3"], "--task-option"),
         (["--device", "tpu"], "--device"),
+        (["--seed", "-1"], "--seed"),
+        (["--lr", "inf"], "--lr"),
+        (["--termination-grace-seconds", "nan"], "--termination-grace-seconds"),
+        (["--storage-timeout-seconds", "0"], "--storage-timeout-seconds"),
+        (["--data-version", "3"], "--data-version"),
+        (["--data-partition", "run_key=x"], "--data-partition"),
+        (["--log-level", "loud"], "--log-level"),
     ],
 )
 def test_bad_flag_is_refused_before_training(
@@ -64,6 +71,7 @@ def test_bad_flag_is_refused_before_training(
     assert run_main(tmp_path, *extra) == EXIT_USAGE
     err = capsys.readouterr().err
     assert flag in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "ckpt" / "generations").exists(), "training state was touched before validation"
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
@@ -177,3 +185,129 @@ def test_zombie_is_fenced_off_and_exits_with_an_error(tmp_path: Path, xcom: Path
     assert store.generations() == [1, 2]
     assert store.list_checkpoints() == [], "the zombie committed after a newer process claimed the store"
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def _write(tmp_path: Path, table: object) -> str:
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bad.parquet"
+    pq.write_table(table, path)  # type: ignore[arg-type]
+    return str(path)
+
+
+def _bad_tables() -> list[tuple[str, object, str]]:
+    import pyarrow as pa
+
+    return [
+        ("label-1e9", pa.table({"embedding": [[0.5, 1.0]] * 3, "label": [0, 1, 10**9]}), "bad.parquet row 3: 'label'"),
+        ("list-string", pa.table({"embedding": [["a", "b"]], "label": [1]}), "column 'embedding' has type list<"),
+        ("nan", pa.table({"embedding": [[0.5, 1.0], [float("nan"), 1.0]], "label": [0, 1]}), "row 2: 'embedding'"),
+        ("ragged", pa.table({"embedding": [[0.5, 1.0], [1.0]], "label": [0, 1]}), "row 2: 'embedding' has 1 values"),
+    ]
+
+
+@pytest.mark.parametrize("case", [c[0] for c in _bad_tables()])
+def test_bad_rows_are_one_line_naming_file_and_row(
+    tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    _, table, message = next(c for c in _bad_tables() if c[0] == case)
+    data = _write(tmp_path, table)
+    code = main(["--checkpoint-uri", str(tmp_path / "ckpt"), "--output-uri", str(tmp_path / "out"), "--data", data])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("python -m mlk8s.training: error: --data: ") and message in last, err
+    assert "Traceback" not in err
+
+
+def test_debug_adds_the_traceback(tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, table, _ = _bad_tables()[0]
+    data = _write(tmp_path, table)
+    args = ["--checkpoint-uri", str(tmp_path / "c"), "--output-uri", str(tmp_path / "o"), "--data", data]
+    assert main([*args, "--log-level", "debug"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("python -m mlk8s.training: error: --data")
+
+
+class Blackhole:
+    """A TCP endpoint on loopback that accepts connections and never answers: a store that went away."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def _launch(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    import os
+
+    env = dict(
+        os.environ,
+        MLK8S_XCOM_DIR=str(tmp_path / "xcom"),
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # credentials of our own: no lookup of the instance metadata service
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    uri = f"s3://bucket/ckpt?region=us-east-1&endpoint_override=127.0.0.1:{port}&scheme=http"
+    cmd = [sys.executable, "-m", "mlk8s.training", "--checkpoint-uri", uri, "--output-uri", str(tmp_path / "o")]
+    return subprocess.Popen([*cmd, *extra], stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_a_store_that_never_answers_ends_in_a_bounded_one_line_error(tmp_path: Path) -> None:
+    import time
+
+    from mlk8s.pod_contract import EXIT_ERROR
+
+    hole = Blackhole()
+    try:
+        started = time.monotonic()
+        proc = _launch(tmp_path, hole.port, "--storage-timeout-seconds", "2")
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        hole.close()
+    assert proc.returncode == EXIT_ERROR, err
+    last = err.strip().splitlines()[-1]
+    assert "s3://bucket/ckpt" in last and "did not finish within 2 s" in last and "Traceback" not in err
+    assert took < 30, f"the wait was not bounded: {took:.0f} s"
+
+
+def test_sigterm_during_a_storage_wait_is_honoured(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from mlk8s.pod_contract import EXIT_INTERRUPTED
+
+    hole = Blackhole()
+    try:
+        proc = _launch(tmp_path, hole.port, "--storage-timeout-seconds", "300")
+        while not hole.held and proc.poll() is None:  # it is now waiting on the store
+            time.sleep(0.05)
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        hole.close()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "stopped while" in err.strip().splitlines()[-1] and took < 10

@@ -23,7 +23,9 @@ def test_defaults_of_the_parser_are_the_dataclass_defaults() -> None:
 
 
 def test_fingerprint_holds_exactly_the_settings_declared_to_bind_a_resume() -> None:
-    config = parse_config([*URIS, "--task-option", "b=2", "--task-option", "a=1", "--data-partition", "run_key=x"])
+    config = parse_config(
+        [*URIS, "--task-option", "b=2", "--task-option", "a=1", "--data", "/t", "--data-partition", "k=x"]
+    )
     fp = config.fingerprint()
     declared = {f.name for f in fields(TrainConfig) if f.metadata["setting"].resume}
     assert set(fp) == declared
@@ -71,3 +73,10 @@ def test_bad_values_raise_one_line_naming_the_flag(argv: list[str], flag: str) -
 
 def test_log_level_is_case_insensitive() -> None:
     assert parse_config([*URIS, "--log-level", "debug"]).log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("argv", [["--data-version", "2"], ["--data-partition", "run_key=x"]])
+def test_delta_selections_need_data(argv: list[str]) -> None:
+    with pytest.raises(TaskUsageError, match="there is no --data") as exc:
+        parse_config([*URIS, *argv])
+    assert exc.value.flag == argv[0]
