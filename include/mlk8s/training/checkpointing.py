@@ -1,5 +1,14 @@
 """The trainer's side of checkpoints: taking a snapshot at a step boundary, committing it on the background
-writer, heartbeats, retention, and how long a save takes (the emergency-checkpoint decision depends on it)."""
+writer, heartbeats, retention, and how long a save takes (the emergency-checkpoint decision depends on it).
+
+The step thread only copies the tensors into a preallocated snapshot image (mlk8s.checkpoint.snapshot) and
+builds the small JSON skeleton; checking, hashing, writing and retention run on the writer thread, so storage
+never holds up a step. Two images at most exist (one being written, one being filled): if both are busy when
+a checkpoint is due, because storage is slower than the checkpoint interval, the step waits for one, and that
+wait is counted in :attr:`Checkpointer.step_thread_seconds` like every other moment the step thread spends here.
+The first image is allocated and touched on the writer thread right after the first step (:meth:`warm_up`), so
+no checkpoint pays for page faults on the step thread.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore
+from mlk8s.checkpoint.snapshot import SnapshotImage, SnapshotPool, layout_of
 from mlk8s.training import state as state_io
 from mlk8s.training.history import History
 from mlk8s.training.numerics import NonFiniteError, non_finite
@@ -33,12 +43,15 @@ class Checkpointer:
     """
 
     def __init__(self, store: CheckpointStore, history: History, finite: frozenset[str] = frozenset()) -> None:
+        import torch
+
         self.store = store
         self.history = history
         self.finite = finite
         self.writer = BackgroundWriter()
+        self.pool = SnapshotPool()
+        self._pin = torch.cuda.is_available()
         self._lock = threading.Lock()
-        self._save_seconds: deque[float] = deque(maxlen=5)
         self._state_bytes = 0
         #: The newest committed checkpoint (the resumed one until this process commits its own).
         self.last_committed: CheckpointInfo | None = None
@@ -53,11 +66,21 @@ class Checkpointer:
         self.step_thread_seconds = 0.0
         self.writer_cpu_seconds = 0.0
         self.committed = 0
+        self.bytes_written = 0
+        #: Writer seconds of the latest commits (check, hash, write, marker), newest last.
+        self.commit_seconds: deque[float] = deque(maxlen=1000)
 
     def resumed_from(self, info: CheckpointInfo, step: int) -> None:
         self.last_committed = info
         self.submitted_step = step
         self.protect = frozenset({info.name})
+
+    def warm_up(self, model_state: Mapping[str, Any], rest: dict[str, Any]) -> None:
+        """Allocate the snapshot image for this state's layout on the writer thread (call after the first step)."""
+        tensors, _ = state_io.encode(dict(model_state), rest, copy=False)
+        layout = layout_of(tensors)
+        if layout is not None:
+            self.writer.submit(lambda: self.pool.prepare(layout, pin=self._pin))
 
     def checkpoint(
         self,
@@ -71,42 +94,61 @@ class Checkpointer:
     ) -> None:
         """Snapshot now (on the step thread), commit on the writer (or here, when ``background`` is False)."""
         started = time.perf_counter()
-        tensors, skeleton = state_io.encode(dict(model_state), rest)
+        if not background:
+            self.writer.wait()
+        tensors, skeleton = state_io.encode(dict(model_state), rest, copy=False)
+        layout = layout_of(tensors)
+        image: SnapshotImage | None = None
+        if layout is not None:
+            image = self.pool.acquire(layout, pin=self._pin)
+            image.fill(tensors)
+            snapshot: Any = image
+        else:  # a dtype safetensors images do not hold: plain copies, serialized on the writer
+            snapshot = {name: t.to("cpu", copy=True).contiguous() for name, t in tensors.items()}
         if not self._state_bytes:
-            self._state_bytes = sum(t.numel() * t.element_size() for t in tensors.values())
+            self._state_bytes = image.nbytes if image is not None else sum(t.nbytes for t in snapshot.values())
         self.submitted_step = step
 
         def job() -> None:
             cpu_started = time.thread_time()
             try:
-                self._commit(step, epoch, tensors, skeleton, meta)
+                self._commit(step, epoch, snapshot, skeleton, meta)
             finally:
+                if image is not None:
+                    self.pool.release(image)
                 self.writer_cpu_seconds += time.thread_time() - cpu_started
 
         if background:
             self.writer.submit(job)
         else:
-            self.writer.wait()
             job()
         self.step_thread_seconds += time.perf_counter() - started
 
-    def _commit(self, step: int, epoch: int, tensors: dict[str, Any], skeleton: Any, meta: dict[str, Any]) -> None:
+    def _commit(self, step: int, epoch: int, snapshot: Any, skeleton: Any, meta: dict[str, Any]) -> None:
         started = time.perf_counter()
+        tensors = snapshot.views if isinstance(snapshot, SnapshotImage) else snapshot
         bad = non_finite((name, tensors[name]) for name in sorted(self.finite) if name in tensors)
         if bad:
             raise NonFiniteError(
                 f"the weights at step {step} hold NaN or infinity (in {', '.join(bad[:3])}); that checkpoint was "
                 "not committed. Lower --lr, or check the data"
             )
-        files = state_io.serialize(tensors, skeleton)
+        if isinstance(snapshot, SnapshotImage):
+            files: dict[str, Any] = {
+                state_io.TENSORS_FILE: snapshot.data(),
+                state_io.JSON_FILE: state_io.skeleton_bytes(skeleton),
+            }
+        else:
+            files = state_io.serialize(snapshot, skeleton)
         info = self.store.commit(step, files, meta)
         elapsed = time.perf_counter() - started
         with self._lock:
             self.last_committed = info
             self.last_commit_time = time.monotonic()
-            self._save_seconds.append(elapsed)
+            self.commit_seconds.append(elapsed)
             self._state_bytes = sum(len(b) for b in files.values())
             self.committed += 1
+            self.bytes_written += self._state_bytes
         self.history.checkpoint_committed(step, epoch, info.uri, time.time())
         log.info("mlk8s: checkpoint committed step=%d epoch=%d uri=%s", step, epoch, info.uri)
         removed = self.store.prune(self.protect)
@@ -135,8 +177,8 @@ class Checkpointer:
     def estimated_save_seconds(self) -> float:
         """How long a checkpoint takes: the slowest recent save with headroom, or a size-based guess."""
         with self._lock:
-            if self._save_seconds:
-                return max(self._save_seconds) * _SAVE_SAFETY + _EXIT_MARGIN_S
+            if self.commit_seconds:
+                return max(list(self.commit_seconds)[-5:]) * _SAVE_SAFETY + _EXIT_MARGIN_S
             return self._state_bytes / _UNMEASURED_BYTES_PER_S + _UNMEASURED_OVERHEAD_S
 
     def emergency_fits(self, grace_left: float) -> tuple[bool, float]:

@@ -12,11 +12,11 @@ loss across relaunches. Shape (JSON)::
       "resumes_total": 1
     }
 
-The loss curve keeps at most :data:`MAX_LOSS_POINTS` points for any run length: when it would grow past that,
+The loss curve keeps fewer than :data:`MAX_LOSS_POINTS` points for any run length: when it reaches that,
 neighbouring points merge pairwise (a weighted mean) and the interval doubles. Points depend only on the steps,
 and the loss of the unfinished interval is checkpointed too, so a resumed run's curve equals an uninterrupted
 run's. Checkpoints and resumes keep the newest :data:`MAX_EVENTS` entries each, plus their totals. Loss values
-are kept as device tensors until a sync point (a checkpoint, the end) converts them in one go.
+stay device tensors (merged there); only reading the history (a checkpoint, the end) syncs, once.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ MAX_EVENTS = 100
 class _Point:
     step: int
     epoch: int
-    loss: float
-    steps: int  # how many steps the mean covers (for merging)
+    #: The float32 sum of the losses it covers, kept as a tensor: every merge is the same float32 addition
+    #: whether or not the value was ever read, so the curve is independent of when anyone looked at it.
+    total: torch.Tensor
+    steps: int
 
 
 class History:
@@ -45,7 +47,6 @@ class History:
         self._lock = threading.Lock()
         self.every = 1
         self._points: list[_Point] = []
-        self._pending: list[tuple[int, int, torch.Tensor, int]] = []
         self._window: torch.Tensor | None = None
         self._window_steps = 0
         self._checkpoints: list[dict[str, Any]] = []
@@ -59,28 +60,21 @@ class History:
         self._window = value.clone() if self._window is None else self._window.add_(value)
         self._window_steps += 1
         if step % self.every == 0:
-            self._pending.append((step, epoch, self._window, self._window_steps))
+            self._points.append(_Point(step, epoch, self._window, self._window_steps))
             self._window, self._window_steps = None, 0
+            if len(self._points) >= MAX_LOSS_POINTS:  # an even count: merged points stay on the grid
+                self._halve()
 
-    def flush(self) -> None:
-        """Turn pending loss tensors into numbers (one device sync) and keep the curve within bounds."""
-        import torch
-
-        if self._pending:
-            values = torch.stack([t for _, _, t, _ in self._pending]).tolist()
-            for (step, epoch, _, steps), total in zip(self._pending, values, strict=True):
-                self._points.append(_Point(step, epoch, total / steps, steps))
-            self._pending.clear()
-        while len(self._points) > MAX_LOSS_POINTS:
-            merged = []
-            for i in range(0, len(self._points) - 1, 2):
-                a, b = self._points[i], self._points[i + 1]
-                steps = a.steps + b.steps
-                merged.append(_Point(b.step, b.epoch, (a.loss * a.steps + b.loss * b.steps) / steps, steps))
-            if len(self._points) % 2:
-                merged.append(self._points[-1])
-            self._points = merged
-            self.every *= 2
+    def _halve(self) -> None:
+        """Merge neighbouring points pairwise and double the interval (on the device: no sync)."""
+        merged = []
+        for i in range(0, len(self._points) - 1, 2):
+            a, b = self._points[i], self._points[i + 1]
+            merged.append(_Point(b.step, b.epoch, a.total + b.total, a.steps + b.steps))
+        if len(self._points) % 2:
+            merged.append(self._points[-1])
+        self._points = merged
+        self.every *= 2
 
     def checkpoint_committed(self, step: int, epoch: int, uri: str, at: float) -> None:
         with self._lock:
@@ -95,13 +89,21 @@ class History:
             self._resumes = [*self._resumes, entry][-MAX_EVENTS:]
             self._resumes_total += 1
 
+    def _totals(self) -> list[float]:
+        import torch
+
+        return torch.stack([p.total for p in self._points]).tolist() if self._points else []
+
     def to_json(self) -> dict[str, Any]:
-        """The public shape (see the module docstring); flushes first."""
-        self.flush()
+        """The public shape (see the module docstring); reading the losses is one device sync."""
+        totals = self._totals()
         with self._lock:
             return {
                 "loss_every_steps": self.every,
-                "loss": [{"step": p.step, "epoch": p.epoch, "loss": p.loss} for p in self._points],
+                "loss": [
+                    {"step": p.step, "epoch": p.epoch, "loss": total / p.steps}
+                    for p, total in zip(self._points, totals, strict=True)
+                ],
                 "checkpoints": list(self._checkpoints),
                 "checkpoints_total": self._checkpoints_total,
                 "resumes": list(self._resumes),
@@ -111,6 +113,7 @@ class History:
     def state(self) -> dict[str, Any]:
         """What a checkpoint stores: the public shape plus the exact point weights and the open interval."""
         body = self.to_json()
+        body["loss_totals"] = self._totals()
         body["loss_steps"] = [p.steps for p in self._points]
         body["window"] = None if self._window is None else [float(self._window.item()), self._window_steps]
         return body
@@ -122,8 +125,8 @@ class History:
         history = cls()
         history.every = int(body["loss_every_steps"])
         history._points = [
-            _Point(int(p["step"]), int(p["epoch"]), float(p["loss"]), int(n))
-            for p, n in zip(body["loss"], body["loss_steps"], strict=True)
+            _Point(int(p["step"]), int(p["epoch"]), torch.tensor(float(t), dtype=torch.float32, device=device), int(n))
+            for p, t, n in zip(body["loss"], body["loss_totals"], body["loss_steps"], strict=True)
         ]
         if body.get("window") is not None:
             total, steps = body["window"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mlk8s.checkpoint import Checkpoint, CheckpointStore
 from mlk8s.training import state as state_io
 from mlk8s.training.config import TrainConfig
+from mlk8s.training.history import History
 from mlk8s.training.task import TaskUsageError
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class ResumePoint:
     checkpoint: Checkpoint
     model_state: dict[str, torch.Tensor]
     rest: dict[str, Any]
+    history: History
 
     @property
     def step(self) -> int:
@@ -64,12 +66,14 @@ def _check_structure(rest: Any) -> None:
         raise ValueError("no optimizer or RNG state")
 
 
-def find_resume_point(store: CheckpointStore, config: TrainConfig) -> ResumePoint | None:
+def find_resume_point(store: CheckpointStore, config: TrainConfig, device: Any) -> ResumePoint | None:
     """The newest checkpoint that verifies and decodes; raises a usage error if it was written with other flags."""
     for checkpoint in store.resume_candidates():
         try:
             model_state, rest = state_io.deserialize(checkpoint.files)
             _check_structure(rest)
+            recorded = rest["run"].get("history")
+            history = History.from_state(recorded, device) if recorded is not None else History()
         except Exception as exc:  # decoding bytes from storage: any failure means "not usable", never a crash
             log.warning(
                 "mlk8s: skipping checkpoint %s: its state cannot be decoded (%s); falling back to an older one",
@@ -80,7 +84,7 @@ def find_resume_point(store: CheckpointStore, config: TrainConfig) -> ResumePoin
         problem = config.mismatch(rest["run"]["fingerprint"])
         if problem is not None:
             raise problem
-        return ResumePoint(checkpoint, model_state, rest)
+        return ResumePoint(checkpoint, model_state, rest, history)
     return None
 
 

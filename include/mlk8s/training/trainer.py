@@ -116,7 +116,7 @@ class Trainer:
         make_deterministic(cfg.threads, device)
         root = resolve(cfg.checkpoint_uri, timeout_s=cfg.storage_timeout_seconds)
         store = CheckpointStore(root, keep_last=cfg.keep_last, cancelled=lambda: self.stop.requested)
-        resume = find_resume_point(store, cfg)
+        resume = find_resume_point(store, cfg, device)
         context = TaskContext(
             cfg.data,
             cfg.seed,
@@ -181,8 +181,8 @@ class Trainer:
         previous = self.stop.install() if self._owns_stop else {}
         params = frozenset(f"model.{name}" for name, _ in p.model.named_parameters())
         try:
-            if p.resume is not None and "history" in p.resume.run:
-                self.history = History.from_state(p.resume.run["history"], p.device)
+            if p.resume is not None:
+                self.history = p.resume.history
             self.checkpointer = Checkpointer(p.store, self.history, params)
             p.store.claim_generation()
             step = self._start()
@@ -256,9 +256,9 @@ class Trainer:
         }
         ckpt.heartbeat(body, sync=sync)
 
-    def _checkpoint(self, step: int, progress: ProgressLog, *, background: bool = True) -> None:
-        p, ckpt = self._ready()
-        progress.check_finite(step)
+    def _state(self, step: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(model state, the rest, manifest meta) of the training state after ``step`` steps."""
+        p, _ = self._ready()
         epoch, position = divmod(step, p.steps_per_epoch)
         rest: dict[str, Any] = {
             "optimizer": p.optimizer.state_dict(),
@@ -278,7 +278,13 @@ class Trainer:
         if p.scaler is not None:
             rest["scaler"] = p.scaler.state_dict()
         meta = {"epoch": epoch, "batch_in_epoch": position, "total_steps": p.total_steps}
-        ckpt.checkpoint(step, epoch, p.model.state_dict(), rest, meta, background=background)
+        return p.model.state_dict(), rest, meta
+
+    def _checkpoint(self, step: int, progress: ProgressLog, *, background: bool = True) -> None:
+        _, ckpt = self._ready()
+        progress.check_finite(step)
+        model_state, rest, meta = self._state(step)
+        ckpt.checkpoint(step, meta["epoch"], model_state, rest, meta, background=background)
 
     def _step(self, indices: torch.Tensor, autocast: Any) -> torch.Tensor:
         """One optimizer step on the batch of ``indices``; the detached loss."""
@@ -332,6 +338,8 @@ class Trainer:
             self.loop_samples += len(indices)
             if step == first_step:
                 log.info("mlk8s: first step done step=%d", step)
+                model_state, rest, _ = self._state(step)  # the optimizer's state exists now: its layout is final
+                ckpt.warm_up(model_state, rest)
             epoch_end = step % spe == 0
             self.history.on_step(step, epoch, loss)
             progress.after_step(step, step // spe, epoch_end, loss, len(indices))
