@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -82,10 +82,10 @@ class SnapshotImage:
             self.views[name] = self.buffer[at : at + size].view(getattr(torch, dtype)).view(shape)
             at += size
 
-    def fill(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Copy every tensor into its slot (from any device); returns when the copies are done."""
-        for name, view in self.views.items():
-            view.copy_(tensors[name].detach())
+    def fill(self, tensors: Mapping[str, torch.Tensor], names: Iterable[str] | None = None) -> None:
+        """Copy the tensors (all, or those ``names``) into their slots, from any device; returns when done."""
+        for name in self.views if names is None else names:
+            self.views[name].copy_(tensors[name].detach())
 
     def data(self) -> memoryview:
         """The file's bytes, without a copy."""

@@ -1,13 +1,19 @@
 """The trainer's side of checkpoints: taking a snapshot at a step boundary, committing it on the background
 writer, heartbeats, retention, and how long a save takes (the emergency-checkpoint decision depends on it).
 
-The step thread only copies the tensors into a preallocated snapshot image (mlk8s.checkpoint.snapshot) and
-builds the small JSON skeleton; checking, hashing, writing and retention run on the writer thread, so storage
-never holds up a step. Two images at most exist (one being written, one being filled): if both are busy when
-a checkpoint is due, because storage is slower than the checkpoint interval, the step waits for one, and that
-wait is counted in :attr:`Checkpointer.step_thread_seconds` like every other moment the step thread spends here.
-The first image is allocated and touched on the writer thread right after the first step (:meth:`warm_up`), so
-no checkpoint pays for page faults on the step thread.
+A snapshot goes into a preallocated image (mlk8s.checkpoint.snapshot); checking, hashing, writing and retention
+run on the writer thread, so storage never holds up a step. The copy itself mostly overlaps the next step:
+parameters and optimizer state change only in the optimizer's update, so a copier thread copies them while the
+next batch runs forward and backward, and the step thread waits for it (:meth:`Checkpointer.before_update`) only
+before that update. What the forward pass may change (module buffers such as running statistics) and the small
+JSON skeleton (RNG states, scheduler, progress) are taken at the step boundary itself. Hence the contract of a
+task: ``training_step`` must not modify parameters in place (the optimizer does that).
+
+Two images at most exist (one being written, one being filled): if both are busy when a checkpoint is due,
+because storage is slower than the checkpoint interval, the step waits for one. Every moment the step thread
+spends here, that wait included, is counted in :attr:`Checkpointer.step_thread_seconds`. The first image is
+allocated and touched on the writer thread right after the first step (:meth:`warm_up`), so no checkpoint pays
+for page faults on the step thread.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from mlk8s.checkpoint import BackgroundWriter, CheckpointInfo, CheckpointStore
@@ -38,17 +45,23 @@ _EXIT_MARGIN_S = 0.2
 class Checkpointer:
     """Commits snapshots of the training state to a :class:`CheckpointStore` without holding up the steps.
 
-    ``finite`` names the snapshot tensors (the model's parameters) that must hold no NaN or infinity: the writer
-    checks them before committing, so a diverged run never leaves a non-finite checkpoint behind.
+    ``parameters`` names the snapshot tensors of the model's parameters: they must hold no NaN or infinity (the
+    writer checks before committing, so a diverged run never leaves a non-finite checkpoint behind), and they,
+    with the optimizer state, are copied off the step thread.
     """
 
-    def __init__(self, store: CheckpointStore, history: History, finite: frozenset[str] = frozenset()) -> None:
+    #: Snapshot names under which the optimizer's per-parameter state is encoded (mlk8s.training.state).
+    OPTIMIZER_STATE = "state.optimizer.state."
+
+    def __init__(self, store: CheckpointStore, history: History, parameters: frozenset[str] = frozenset()) -> None:
         import torch
 
         self.store = store
         self.history = history
-        self.finite = finite
+        self.parameters = parameters
         self.writer = BackgroundWriter()
+        self._copier = ThreadPoolExecutor(1, thread_name_prefix="mlk8s-snapshot-copy")
+        self._pending_copy: Future[None] | None = None
         self.pool = SnapshotPool()
         self._pin = torch.cuda.is_available()
         self._lock = threading.Lock()
@@ -96,12 +109,20 @@ class Checkpointer:
         started = time.perf_counter()
         if not background:
             self.writer.wait()
-        tensors, skeleton = state_io.encode(dict(model_state), rest, copy=False)
+        rest = dict(rest)
+        run = rest.pop("run", None)  # JSON only: joins the skeleton without the walk
+        tensors, skeleton = state_io.encode(dict(model_state), rest, copy=False, plain={"run": run} if run else None)
         layout = layout_of(tensors)
         image: SnapshotImage | None = None
+        copied: Future[None] | None = None
         if layout is not None:
             image = self.pool.acquire(layout, pin=self._pin)
-            image.fill(tensors)
+            if background:
+                later = [n for n in image.views if n in self.parameters or n.startswith(self.OPTIMIZER_STATE)]
+                image.fill(tensors, [n for n in image.views if n not in set(later)])
+                copied = self._pending_copy = self._copier.submit(image.fill, tensors, later)
+            else:
+                image.fill(tensors)
             snapshot: Any = image
         else:  # a dtype safetensors images do not hold: plain copies, serialized on the writer
             snapshot = {name: t.to("cpu", copy=True).contiguous() for name, t in tensors.items()}
@@ -112,6 +133,8 @@ class Checkpointer:
         def job() -> None:
             cpu_started = time.thread_time()
             try:
+                if copied is not None:
+                    copied.result()
                 self._commit(step, epoch, snapshot, skeleton, meta)
             finally:
                 if image is not None:
@@ -124,10 +147,21 @@ class Checkpointer:
             job()
         self.step_thread_seconds += time.perf_counter() - started
 
+    def before_update(self) -> None:
+        """Wait until the last snapshot's copy of the parameters and optimizer state is done (call it before every
+        optimizer update, and before anything else reads or writes the snapshot's source)."""
+        pending = self._pending_copy
+        if pending is None:
+            return
+        started = time.perf_counter()
+        pending.result()
+        self._pending_copy = None
+        self.step_thread_seconds += time.perf_counter() - started
+
     def _commit(self, step: int, epoch: int, snapshot: Any, skeleton: Any, meta: dict[str, Any]) -> None:
         started = time.perf_counter()
         tensors = snapshot.views if isinstance(snapshot, SnapshotImage) else snapshot
-        bad = non_finite((name, tensors[name]) for name in sorted(self.finite) if name in tensors)
+        bad = non_finite((name, tensors[name]) for name in sorted(self.parameters) if name in tensors)
         if bad:
             raise NonFiniteError(
                 f"the weights at step {step} hold NaN or infinity (in {', '.join(bad[:3])}); that checkpoint was "
@@ -189,4 +223,5 @@ class Checkpointer:
         return needed <= grace_left, needed
 
     def close(self) -> None:
+        self._copier.shutdown(wait=True)
         self.writer.close()

@@ -104,13 +104,23 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def encode(
-    model_state: dict[str, torch.Tensor], rest: dict[str, Any], *, copy: bool = True
+    model_state: dict[str, torch.Tensor],
+    rest: dict[str, Any],
+    *,
+    copy: bool = True,
+    plain: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], Any]:
-    """Split a whole training state into the tensors to save and the JSON skeleton; runs in the step thread."""
+    """Split a whole training state into the tensors to save and the JSON skeleton; runs in the step thread.
+
+    ``plain`` holds entries that are JSON already (string keys, no tensors, no tuples): they join the skeleton
+    as they are, without the walk (the run's history is hundreds of small dicts, walked for nothing otherwise).
+    """
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model_state.items():
         tensors[f"model.{k}"] = v.detach().to("cpu", copy=True).contiguous() if copy else v.detach()
     skeleton = split(rest, "state", tensors, copy=copy)
+    for key, value in (plain or {}).items():
+        skeleton[key] = value
     return tensors, skeleton
 
 

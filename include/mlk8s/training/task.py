@@ -120,7 +120,11 @@ class TrainingTask:
         raise NotImplementedError
 
     def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """Required: the scalar loss for one batch; the loop runs backward, the optimizer and the scheduler."""
+        """Required: the scalar loss for one batch; the loop runs backward, the optimizer and the scheduler.
+
+        It must not modify parameters or optimizer state in place: a checkpoint's copy of them may still be
+        running while it does (the loop lets it overlap forward and backward, and waits before the update).
+        """
         raise NotImplementedError
 
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -288,7 +288,7 @@ class Trainer:
 
     def _step(self, indices: torch.Tensor, autocast: Any) -> torch.Tensor:
         """One optimizer step on the batch of ``indices``; the detached loss."""
-        p, _ = self._ready()
+        p, ckpt = self._ready()
         batch = p.task.get_batch(indices)
         p.optimizer.zero_grad(set_to_none=True)
         if autocast is not None:
@@ -298,10 +298,12 @@ class Trainer:
             loss = p.task.training_step(p.model, batch)
         if p.scaler is not None:
             p.scaler.scale(loss).backward()
+            ckpt.before_update()  # a snapshot's copy of the parameters overlaps forward and backward, not this
             p.scaler.step(p.optimizer)
             p.scaler.update()
         else:
             loss.backward()
+            ckpt.before_update()
             p.optimizer.step()
         if p.scheduler is not None:
             p.scheduler.step()
@@ -360,6 +362,7 @@ class Trainer:
     def _interrupted(self, step: int, progress: ProgressLog) -> Outcome:
         assert self.stop.at is not None
         _, ckpt = self._ready()
+        ckpt.before_update()
         left = self.config.termination_grace_seconds - (time.monotonic() - self.stop.at)
         log.info("mlk8s: SIGTERM received; stopping at step=%d with %.1fs of grace left", step, left)
         emergency = False
@@ -406,6 +409,7 @@ class Trainer:
         import torch
 
         p, ckpt = self._ready()
+        ckpt.before_update()
         ckpt.writer.wait()
         p.model.eval()
         with torch.no_grad():
