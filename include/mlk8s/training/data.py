@@ -28,6 +28,7 @@ log = logging.getLogger("mlk8s.training")
 DELTA_LOG = "_delta_log"
 #: What the old layout of ``python -m mlk8s.preprocessing`` commits last; its parts are read through it.
 PREPROCESSING_MANIFEST = "_manifest.json"
+_READ_BUFFER = 1 << 20
 _UNSUPPORTED_DELTA_FEATURES = {"deletionVectors": "deletion vectors", "columnMapping": "column mapping"}
 
 
@@ -62,7 +63,10 @@ class DataSource:
         for data_file in self.files:
             with data_file.loc.fs.open_input_file(data_file.loc.path) as handle:
                 first = 0
-                for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=columns):
+                # pre_buffer (pyarrow's default) reads every selected column chunk of the file up front: the
+                # whole file in memory. Unbuffered, with a small read buffer, memory stays at one row group.
+                reader = pq.ParquetFile(handle, pre_buffer=False, buffer_size=_READ_BUFFER)
+                for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
                     yield data_file, first, batch
                     first += batch.num_rows
 

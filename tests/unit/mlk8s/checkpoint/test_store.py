@@ -14,6 +14,7 @@ import pytest
 
 from mlk8s.checkpoint import MANIFEST, CheckpointError, CheckpointStore, FencedError, checkpoint_name
 from mlk8s.storage import Location, resolve
+from tests.tally import FAULT, held
 
 FILES = {"state.safetensors": os.urandom(4096), "state.json": b'{"step": 1}'}
 
@@ -99,9 +100,9 @@ def test_damaged_latest_falls_back_to_previous_with_warning(
         target.unlink()
     with caplog.at_level(logging.WARNING, logger="mlk8s.checkpoint.store"):
         loaded = CheckpointStore(str(tmp_path)).load_latest()
-    assert loaded is not None and loaded.info.step == 10 and loaded.files == good
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(bad.name in w and reason in w for w in warnings), warnings
+    ok = loaded is not None and loaded.info.step == 10 and loaded.files == good
+    assert held(FAULT, f"checkpoint damaged: {damage}", ok and any(bad.name in w and reason in w for w in warnings))
 
 
 def test_all_damaged_loads_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -235,6 +236,8 @@ def _race(store_for: Callable[[int], CheckpointStore], trials: int) -> list[tupl
 def test_two_trainers_claiming_at_once_never_hold_the_same_generation_locally(tmp_path: Path) -> None:
     results = _race(lambda trial: CheckpointStore(str(tmp_path / f"t{trial}")), 40)
     same = [r for r in results if r[0] is not None and r[0] == r[1]]
+    for r in results:
+        held(FAULT, "two trainers claim at once (local)", not (r[0] is not None and r[0] == r[1]))
     assert not same, f"{len(same)} of 40 trials let two trainers hold one generation"
     assert all(sorted(r) == [1, 2] for r in results), results  # both got one, and the loser moved on
 
@@ -248,6 +251,8 @@ def test_two_trainers_claiming_at_once_on_an_object_store_never_hold_the_same_ge
         return CheckpointStore(roots[trial])
 
     results = _race(store_for, 40)
+    for r in results:
+        held(FAULT, "two trainers claim at once (object store)", r[0] != r[1] and None not in r)
     assert all(r[0] != r[1] and None not in r for r in results), results
     for trial, (a, b) in enumerate(results):  # the lower one is fenced at its first commit
         store = CheckpointStore(roots[trial])
@@ -273,7 +278,7 @@ def test_a_copied_in_higher_generation_is_never_resumed_nor_outranks_new_commits
     names = [i.name for i in second.list_checkpoints()]
     assert info.name in names and stray.name in names and checkpoint_name(1, 10) not in names
     latest = CheckpointStore(str(tmp_path)).load_latest()
-    assert latest is not None and latest.info == info
+    assert held(FAULT, "higher-generation checkpoint copied in", latest is not None and latest.info == info)
 
 
 def test_lost_claims_make_old_checkpoints_strays_and_the_next_claim_goes_above_them(tmp_path: Path) -> None:
@@ -285,7 +290,8 @@ def test_lost_claims_make_old_checkpoints_strays_and_the_next_claim_goes_above_t
     second = fresh(tmp_path)
     assert second.generation == 2
     second.commit(3, files_for(3), {})
-    assert (tmp_path / checkpoint_name(1, 10)).exists(), "retention never deletes what it cannot vouch for"
+    ok = (tmp_path / checkpoint_name(1, 10)).exists()
+    assert held(FAULT, "generations/ lost", ok), "retention never deletes what it cannot vouch for"
     with pytest.raises(FencedError, match="generation 1 is fenced off"):
         first.commit(11, files_for(11), {})
 
@@ -336,6 +342,6 @@ def test_a_malformed_or_newer_manifest_falls_back_to_the_older_checkpoint(
     marker.write_text(json.dumps(edit(json.loads(marker.read_text()))))  # type: ignore[operator]
     with caplog.at_level(logging.WARNING):
         loaded = CheckpointStore(str(tmp_path)).load_latest()
-    assert loaded is not None and loaded.info.step == 10 and loaded.files == good
-    assert reason in caplog.text
+    ok = loaded is not None and loaded.info.step == 10 and loaded.files == good and reason in caplog.text
+    assert held(FAULT, "malformed or newer manifest", ok), caplog.text
     fresh(tmp_path).commit(30, files_for(30), {})  # and the next writer is not blocked by it

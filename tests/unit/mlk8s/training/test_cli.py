@@ -13,6 +13,7 @@ import pytest
 
 from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
 from mlk8s.training.cli import main
+from tests.tally import BAD_INPUT, FAULT, held
 
 TINY = ["--epochs", "1", "--batch-size", "256", "--task-option", "hidden=8", "--task-option", "layers=1"]
 
@@ -68,11 +69,10 @@ def run_main(tmp_path: Path, *extra: str) -> int:
 def test_bad_flag_is_refused_before_training(
     tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str], extra: list[str], flag: str
 ) -> None:
-    assert run_main(tmp_path, *extra) == EXIT_USAGE
+    code = run_main(tmp_path, *extra)
     err = capsys.readouterr().err
-    assert flag in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert not (tmp_path / "ckpt" / "generations").exists(), "training state was touched before validation"
+    ok = code == EXIT_USAGE and flag in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert held(BAD_INPUT, f"flag {flag}", ok and not (tmp_path / "ckpt" / "generations").exists()), err
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
@@ -87,8 +87,8 @@ def test_cuda_without_a_gpu_is_a_usage_error(tmp_path: Path, xcom: Path, capsys:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    assert run_main(tmp_path, "--device", "cuda") == EXIT_USAGE
-    assert "--device" in capsys.readouterr().err
+    code = run_main(tmp_path, "--device", "cuda")
+    assert held(BAD_INPUT, "flag --device", code == EXIT_USAGE and "--device" in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("flag", ["--checkpoint-uri", "--output-uri"])
@@ -100,9 +100,8 @@ def test_unwritable_uri_is_a_usage_error(
     uris = {"--checkpoint-uri": str(tmp_path / "ckpt"), "--output-uri": str(tmp_path / "out")}
     uris[flag] = str(blocker / "sub")
     code = main([a for kv in uris.items() for a in kv] + TINY)
-    assert code == EXIT_USAGE
-    assert flag in capsys.readouterr().err
-    assert blocker.read_text() == "keep me"
+    ok = code == EXIT_USAGE and flag in capsys.readouterr().err
+    assert held(BAD_INPUT, f"unwritable {flag}", ok and blocker.read_text() == "keep me")
 
 
 def test_parquet_without_the_expected_columns(tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,9 +109,9 @@ def test_parquet_without_the_expected_columns(tmp_path: Path, xcom: Path, capsys
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"vector": [[1.0, 2.0]], "label": [1]}), tmp_path / "d.parquet")
-    assert run_main(tmp_path, "--data", str(tmp_path / "d.parquet")) == EXIT_USAGE
+    code = run_main(tmp_path, "--data", str(tmp_path / "d.parquet"))
     err = capsys.readouterr().err
-    assert "--data" in err and "embedding" in err
+    assert held(BAD_INPUT, "data without the columns", code == EXIT_USAGE and "--data" in err and "embedding" in err)
 
 
 def test_unwritable_result_dir_is_a_usage_error(
@@ -121,8 +120,8 @@ def test_unwritable_result_dir_is_a_usage_error(
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("MLK8S_XCOM_DIR", str(blocker / "xcom"))
-    assert run_main(tmp_path) == EXIT_USAGE
-    assert "MLK8S_XCOM_DIR" in capsys.readouterr().err
+    code = run_main(tmp_path)
+    assert held(BAD_INPUT, "unwritable result dir", code == EXIT_USAGE and "MLK8S_XCOM_DIR" in capsys.readouterr().err)
 
 
 def test_resume_with_different_flags_is_refused_and_keeps_checkpoints(
@@ -132,11 +131,11 @@ def test_resume_with_different_flags_is_refused_and_keeps_checkpoints(
     result = json.loads((xcom / "return.json").read_text())
     assert result["status"] == "done" and result["steps"] == 6
     checkpoints = {k: v for k, v in tree_digest(tmp_path / "ckpt").items() if k.startswith("ckpt-")}
-    assert run_main(tmp_path, "--seed", "2", "--task-option", "shifts=0") == EXIT_USAGE
+    code = run_main(tmp_path, "--seed", "2", "--task-option", "shifts=0")
     err = capsys.readouterr().err
-    assert "--seed" in err and "--checkpoint-uri" in err
     after = {k: v for k, v in tree_digest(tmp_path / "ckpt").items() if k.startswith("ckpt-")}
-    assert after == checkpoints
+    ok = code == EXIT_USAGE and "--seed" in err and "--checkpoint-uri" in err and after == checkpoints
+    assert held(BAD_INPUT, "resume with other flags", ok)
 
 
 def test_help_documents_every_flag() -> None:
@@ -180,10 +179,9 @@ def test_zombie_is_fenced_off_and_exits_with_an_error(tmp_path: Path, xcom: Path
         "--log-level",
         "ERROR",
     )
-    assert code == EXIT_ERROR
     store = CheckpointStore(str(tmp_path / "ckpt"))
-    assert store.generations() == [1, 2]
-    assert store.list_checkpoints() == [], "the zombie committed after a newer process claimed the store"
+    ok = code == EXIT_ERROR and store.generations() == [1, 2] and store.list_checkpoints() == []
+    assert held(FAULT, "zombie trainer after a newer claim", ok), "the zombie committed after a newer claim"
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
@@ -213,11 +211,10 @@ def test_bad_rows_are_one_line_naming_file_and_row(
     _, table, message = next(c for c in _bad_tables() if c[0] == case)
     data = _write(tmp_path, table)
     code = main(["--checkpoint-uri", str(tmp_path / "ckpt"), "--output-uri", str(tmp_path / "out"), "--data", data])
-    assert code == EXIT_USAGE
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("python -m mlk8s.training: error: --data: ") and message in last, err
-    assert "Traceback" not in err
+    ok = code == EXIT_USAGE and last.startswith("python -m mlk8s.training: error: --data: ") and message in last
+    assert held(BAD_INPUT, f"data: {case}", ok and "Traceback" not in err), err
 
 
 def test_debug_adds_the_traceback(tmp_path: Path, xcom: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -285,10 +282,9 @@ def test_a_store_that_never_answers_ends_in_a_bounded_one_line_error(tmp_path: P
         took = time.monotonic() - started
     finally:
         hole.close()
-    assert proc.returncode == EXIT_ERROR, err
     last = err.strip().splitlines()[-1]
-    assert "s3://bucket/ckpt" in last and "did not finish within 2 s" in last and "Traceback" not in err
-    assert took < 30, f"the wait was not bounded: {took:.0f} s"
+    ok = proc.returncode == EXIT_ERROR and "s3://bucket/ckpt" in last and "did not finish within 2 s" in last
+    assert held(FAULT, "object store that never answers", ok and "Traceback" not in err and took < 30), err
 
 
 def test_sigterm_during_a_storage_wait_is_honoured(tmp_path: Path) -> None:
@@ -309,5 +305,5 @@ def test_sigterm_during_a_storage_wait_is_honoured(tmp_path: Path) -> None:
         took = time.monotonic() - sent
     finally:
         hole.close()
-    assert proc.returncode == EXIT_INTERRUPTED, err
-    assert "stopped while" in err.strip().splitlines()[-1] and took < 10
+    ok = proc.returncode == EXIT_INTERRUPTED and "stopped while" in err.strip().splitlines()[-1] and took < 10
+    assert held(FAULT, "SIGTERM during a storage wait", ok), err

@@ -11,6 +11,7 @@ from mlk8s.checkpoint import CheckpointStore
 from mlk8s.pod_contract import EXIT_ERROR
 from mlk8s.training.cli import main
 from mlk8s.training.numerics import NonFiniteError, non_finite
+from tests.tally import BAD_INPUT, FAULT, held
 from tests.unit.mlk8s.training.tasks import NaNAtStepTask
 
 TINY = ["--epochs", "2", "--batch-size", "128", "--task-option", "hidden=8", "--task-option", "shifts=0"]
@@ -34,8 +35,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     )
     assert "Traceback" not in err
     assert [i.step for i in CheckpointStore(str(tmp_path / "ckpt")).list_checkpoints()] == [5]
-    assert not (tmp_path / "out" / "model.safetensors").exists()
-    assert not (xcom / "return.json").exists()
+    ok = not (tmp_path / "out" / "model.safetensors").exists() and not (xcom / "return.json").exists()
+    assert held(FAULT, "NaN loss mid-run", ok)
 
 
 def test_a_learning_rate_that_diverges_publishes_nothing(
@@ -44,7 +45,7 @@ def test_a_learning_rate_that_diverges_publishes_nothing(
     assert run(tmp_path, "--lr", "1e30", "--log-level", "ERROR") == EXIT_ERROR
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and ("non-finite" in err or "NaN" in err)
-    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert held(BAD_INPUT, "diverging --lr", not (tmp_path / "out" / "model.safetensors").exists())
     assert CheckpointStore(str(tmp_path / "ckpt")).list_checkpoints() == []
 
 

@@ -16,6 +16,7 @@ from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
 from mlk8s.training.config import TrainConfig
 from mlk8s.training.resume import data_changes, data_version_to_read
 from mlk8s.training.task import TaskUsageError
+from tests.tally import BAD_INPUT, FAULT, held
 from tests.unit.mlk8s.training.datasets import table, write_delta, write_parquet
 from tests.unit.mlk8s.training.runs import config, interrupt_at, resumed_lines, train, weights
 from tests.unit.mlk8s.training.tasks import ResizableTask, StopAtStepTask
@@ -59,10 +60,11 @@ def test_a_relaunch_on_other_parquet_data_is_refused_saying_what_changed(
     write_parquet(data, replacement)  # type: ignore[arg-type]
     StopAtStepTask.stop = None
     problem = refused(cfg)
-    assert problem.flag == "--data" and change in str(problem) and "\n" not in str(problem)
-    assert {k: v for k, v in tree(tmp_path / "ckpt").items() if k.startswith("ckpt-")} == {
+    kept = {k: v for k, v in tree(tmp_path / "ckpt").items() if k.startswith("ckpt-")} == {
         k: v for k, v in before.items() if k.startswith("ckpt-")
-    }, "a refused relaunch must not touch the committed checkpoints"
+    }
+    ok = problem.flag == "--data" and change in str(problem) and "\n" not in str(problem) and kept
+    assert held(BAD_INPUT, "relaunch on changed data", ok), str(problem)
 
 
 def test_a_delta_table_resumes_on_the_recorded_version_to_the_same_weights(
@@ -81,7 +83,7 @@ def test_a_delta_table_resumes_on_the_recorded_version_to_the_same_weights(
         outcome = train(cfg, StopAtStepTask)
     assert outcome.exit_code == EXIT_OK and resumed_lines(caplog) == [(5, 0)]
     assert outcome.result["data"]["version"] == 0 and outcome.result["data"]["rows"] == 40
-    assert weights(cfg) == weights(ref_cfg)
+    assert held(FAULT, "upstream Delta table rewritten during training", weights(cfg) == weights(ref_cfg))
 
 
 def test_a_fresh_start_records_the_latest_version_and_pinning_another_on_resume_is_refused(tmp_path: Path) -> None:
@@ -92,7 +94,8 @@ def test_a_fresh_start_records_the_latest_version_and_pinning_another_on_resume_
     assert interrupt_at(cfg, 3).exit_code == EXIT_INTERRUPTED
     StopAtStepTask.stop = None
     problem = refused(replace(cfg, data_version=0))
-    assert problem.flag == "--data-version" and "trained on version 1" in str(problem)
+    ok = problem.flag == "--data-version" and "trained on version 1" in str(problem)
+    assert held(BAD_INPUT, "--data-version other than the recorded one", ok)
     assert train(replace(cfg, data_version=1), StopAtStepTask).result["data"]["version"] == 1
 
 
@@ -101,8 +104,9 @@ def test_a_user_task_whose_data_size_changed_is_refused(tmp_path: Path) -> None:
     ResizableTask.rows = 32
     assert train(cfg, ResizableTask).exit_code == EXIT_OK
     ResizableTask.rows = 40
-    with pytest.raises(TaskUsageError, match=r"train_size 32 -> 40"):
+    with pytest.raises(TaskUsageError, match=r"train_size 32 -> 40") as exc:
         train(cfg, ResizableTask)
+    assert held(BAD_INPUT, "relaunch on changed data", exc.value.flag == "--data")
 
 
 def test_an_old_checkpoint_without_a_data_record_is_still_refused_when_the_step_count_changed(tmp_path: Path) -> None:
@@ -124,8 +128,9 @@ def test_an_old_checkpoint_without_a_data_record_is_still_refused_when_the_step_
     state.write_bytes(raw)
     manifest.write_text(json.dumps(marker))
     ResizableTask.rows = 24
-    with pytest.raises(TaskUsageError, match=r"total steps 12 -> 9"):
+    with pytest.raises(TaskUsageError, match=r"total steps 12 -> 9") as exc:
         train(cfg, ResizableTask)
+    assert held(BAD_INPUT, "relaunch on changed data", exc.value.flag == "--data")
 
 
 def test_a_copied_in_higher_generation_checkpoint_is_not_the_resume_source(
@@ -146,8 +151,8 @@ def test_a_copied_in_higher_generation_checkpoint_is_not_the_resume_source(
     StopAtStepTask.stop = None
     with caplog.at_level("INFO"):
         outcome = train(replace(cfg, task=STOP_TASK), StopAtStepTask)
-    assert resumed_lines(caplog) == [(14, 0)], "retention deleted the checkpoint the relaunch needed"
-    assert outcome.exit_code == EXIT_OK and stray.exists()
+    ok = resumed_lines(caplog) == [(14, 0)] and outcome.exit_code == EXIT_OK and stray.exists()
+    assert held(FAULT, "higher-generation checkpoint copied in", ok), "retention deleted the checkpoint needed"
 
 
 def test_data_changes_are_listed_in_a_readable_order() -> None:
