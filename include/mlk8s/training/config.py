@@ -222,6 +222,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but an error is one line naming the flag (raised, so the caller owns the exit code)."""
 
     def error(self, message: str) -> NoReturn:
+        # One line whatever the user typed: a value with a line break in it is shown escaped.
+        message = message.replace("\r", "\\r").replace("\n", "\\n")
         match = re.match(r"argument (--[\w-]+)(?:/-\w+)?: (.*)", message, re.DOTALL)
         if match:
             raise TaskUsageError(match.group(1), match.group(2))

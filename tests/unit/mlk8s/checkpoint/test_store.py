@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import shutil
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -201,62 +199,6 @@ def test_progress_heartbeats_per_generation_skip_torn_files(tmp_path: Path) -> N
 
 
 # -- generations: atomic claims, strays, lost claims --------------------------------------------------------
-
-
-def _claim_at_once(stores: list[CheckpointStore]) -> tuple[int | None, ...]:
-    """Each store claims on its own thread, released together; a FencedError counts as no generation."""
-    barrier = threading.Barrier(len(stores))
-    got: list[int | None] = [None] * len(stores)
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        try:
-            got[i] = stores[i].claim_generation()
-        except FencedError:
-            got[i] = None
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return tuple(got)
-
-
-def _race(store_for: Callable[[int], CheckpointStore], trials: int) -> list[tuple[int | None, ...]]:
-    """Two stores claim at the same instant, ``trials`` times; each trial gets a fresh root from ``store_for``."""
-    results = []
-    for trial in range(trials):
-        stores = [store_for(trial), store_for(trial)]
-        stores[0].ensure_writable()
-        results.append(_claim_at_once(stores))
-    return results
-
-
-def test_two_trainers_claiming_at_once_never_hold_the_same_generation_locally(tmp_path: Path) -> None:
-    results = _race(lambda trial: CheckpointStore(str(tmp_path / f"t{trial}")), 40)
-    same = [r for r in results if r[0] is not None and r[0] == r[1]]
-    for r in results:
-        held(FAULT, "two trainers claim at once (local)", not (r[0] is not None and r[0] == r[1]))
-    assert not same, f"{len(same)} of 40 trials let two trainers hold one generation"
-    assert all(sorted(r) == [1, 2] for r in results), results  # both got one, and the loser moved on
-
-
-def test_two_trainers_claiming_at_once_on_an_object_store_never_hold_the_same_generation() -> None:
-    roots = {}
-
-    def store_for(trial: int) -> CheckpointStore:
-        if trial not in roots:
-            roots[trial] = resolve(f"mock:///bucket/t{trial}")  # one in-memory, non-local filesystem per trial
-        return CheckpointStore(roots[trial])
-
-    results = _race(store_for, 40)
-    for r in results:
-        held(FAULT, "two trainers claim at once (object store)", r[0] != r[1] and None not in r)
-    assert all(r[0] != r[1] and None not in r for r in results), results
-    for trial, (a, b) in enumerate(results):  # the lower one is fenced at its first commit
-        store = CheckpointStore(roots[trial])
-        assert store.claims.newest() == max(a or 0, b or 0)
 
 
 def test_a_copied_in_higher_generation_is_never_resumed_nor_outranks_new_commits(

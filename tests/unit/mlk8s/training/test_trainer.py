@@ -136,54 +136,6 @@ def test_amp_on_cpu_trains_with_bfloat16(tmp_path: Path) -> None:
     assert outcome.exit_code == EXIT_OK and outcome.result["steps"] == 12
 
 
-def test_parquet_embeddings_with_string_labels(tmp_path: Path) -> None:
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(0)
-    data = tmp_path / "embedded"
-    data.mkdir()
-    for part in range(2):
-        emb = rng.normal(size=(40, 6)).astype(np.float32)
-        labels = np.where(emb[:, 0] > 0, "pos", "neg")
-        table = pa.table({"id": np.arange(40), "embedding": list(emb), "label": labels})
-        pq.write_table(table, data / f"part-{part}.parquet")
-    (data / "_SUCCESS").write_text("")
-    cfg = config(tmp_path, data=str(data), batch_size=16, epochs=2, task_options={"hidden": "8"})
-    outcome = train(cfg)
-    assert outcome.exit_code == EXIT_OK
-    info = json.loads((tmp_path / "out" / "model.json").read_text())
-    assert info["task_info"]["class_names"] == ["neg", "pos"]
-    assert info["task_info"]["num_features"] == 6
-    assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 80
-
-
-def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:
-    """The nightly DAG's shape: parts under _attempts/, read through the manifest the pipeline commits."""
-    import numpy as np
-    import pyarrow as pa
-
-    from mlk8s.preprocessing.commit import commit, new_attempt_id, write_part
-
-    rng = np.random.default_rng(1)
-    output = str(tmp_path / "embedded")
-    attempt = new_attempt_id()
-    parts = []
-    for _ in range(2):
-        emb = rng.normal(size=(30, 5)).astype(np.float32)
-        table = pa.table(
-            {"id": [str(i) for i in range(30)], "label": (emb[:, 1] > 0).astype(np.int64), "embedding": list(emb)}
-        )
-        parts.append(write_part(table, output, attempt, input_rows=30))
-    commit(output, attempt, parts)
-    outcome = train(config(tmp_path, data=output, batch_size=16, epochs=1, task_options={"hidden": "8"}))
-    assert outcome.exit_code == EXIT_OK
-    info = json.loads((tmp_path / "out" / "model.json").read_text())
-    assert info["task_info"]["train_rows"] + info["task_info"]["held_out_rows"] == 60
-    assert info["task_info"]["num_classes"] == 2
-
-
 def test_sigterm_before_the_first_step_exits_without_writing_a_checkpoint(tmp_path: Path) -> None:
     stop = StopSignal()
     stop.request()
@@ -191,16 +143,3 @@ def test_sigterm_before_the_first_step_exits_without_writing_a_checkpoint(tmp_pa
     assert outcome.exit_code == EXIT_INTERRUPTED
     assert outcome.result["steps"] == 0 and outcome.result["checkpoint_uri"] is None
     assert CheckpointStore(str(tmp_path / "ckpt")).list_checkpoints() == []
-
-
-def test_shifted_digits_adds_four_one_pixel_moves() -> None:
-    import numpy as np
-
-    from mlk8s.training.example import shifted_digits
-
-    image = np.zeros((1, 64), dtype=np.float32)
-    image[0, 3 * 8 + 4] = 1.0  # row 3, column 4
-    features, labels = shifted_digits(image, np.array([7]))
-    assert features.shape == (5, 64) and labels.tolist() == [7] * 5
-    lit = sorted(divmod(int(np.flatnonzero(f)[0]), 8) for f in features)
-    assert lit == [(2, 4), (3, 3), (3, 4), (3, 5), (4, 4)]
