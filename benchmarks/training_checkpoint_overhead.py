@@ -6,7 +6,9 @@ shared machine); the median of paired ratios and the process CPU-time ratio (ste
 the overhead if no spare core were free for the writer) are reported beside it, and so is the overhead the
 trainer attributes to checkpointing inside each run (step-thread seconds spent snapshotting or waiting for the
 writer; plus the writer thread's CPU seconds for an upper bound), which a noisy neighbour cannot skew.
-Target: at most 2% slower. Prints one JSON object; exits 1 if the target is missed.
+Also reported: the step thread's blocked time per checkpoint, bytes written per checkpoint and the writer's MB/s.
+Target: at most 1% slower. Prints one JSON object; exits 1 if the target is missed. The machine may be shared:
+the figures are only as quiet as it is.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-TARGET_OVERHEAD = 0.02
+TARGET_OVERHEAD = 0.01
 PAIRS = 7
 
 
-def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, float, float, float, int]:
+def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, float, float, float, dict[str, float]]:
+    from mlk8s.training.config import TrainConfig
     from mlk8s.training.example import ClassifierTask
-    from mlk8s.training.loop import TrainConfig, Trainer
+    from mlk8s.training.trainer import Trainer
 
     cfg = TrainConfig(checkpoint_uri=str(root / name / "ckpt"), output_uri=str(root / name / "out"))
     if not checkpoints:
@@ -37,21 +40,30 @@ def run_once(root: Path, name: str, checkpoints: bool) -> tuple[float, float, fl
     outcome = trainer.run()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert outcome.exit_code == 0, outcome
-    direct = trainer.checkpoint_step_thread_seconds / trainer.loop_seconds
-    upper = (trainer.checkpoint_step_thread_seconds + trainer.checkpoint_writer_cpu_seconds) / trainer.loop_seconds
-    return elapsed, cpu, direct, upper, trainer.checkpoints_committed
+    ckpt = trainer.checkpointer
+    assert ckpt is not None
+    direct = ckpt.step_thread_seconds / trainer.loop_seconds
+    upper = (ckpt.step_thread_seconds + ckpt.writer_cpu_seconds) / trainer.loop_seconds
+    commits = max(ckpt.committed, 1)
+    stats = {
+        "committed": ckpt.committed,
+        "blocked_per_checkpoint_s": ckpt.step_thread_seconds / commits,
+        "bytes_per_checkpoint": ckpt.bytes_written / commits,
+        "writer_mb_per_s": ckpt.bytes_written / 1e6 / max(sum(ckpt.commit_seconds), 1e-9),
+    }
+    return elapsed, cpu, direct, upper, stats
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    from mlk8s.training.loop import TrainConfig
+    from mlk8s.training.config import TrainConfig
 
     defaults = TrainConfig(checkpoint_uri="", output_uri="")
     with_s: list[float] = []
     without_s: list[float] = []
     with_cpu: list[float] = []
     without_cpu: list[float] = []
-    committed = 0
+    stats: list[dict[str, float]] = []
     direct: list[float] = []
     upper: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
@@ -60,13 +72,13 @@ def main() -> int:
         for i in range(PAIRS):
             order = (True, False) if i % 2 == 0 else (False, True)
             for checkpoints in order:
-                elapsed, cpu, step_share, total_share, commits = run_once(root, f"{i}-{checkpoints}", checkpoints)
+                elapsed, cpu, step_share, total_share, run_stats = run_once(root, f"{i}-{checkpoints}", checkpoints)
                 (with_s if checkpoints else without_s).append(elapsed)
                 (with_cpu if checkpoints else without_cpu).append(cpu)
                 if checkpoints:
                     direct.append(step_share)
                     upper.append(total_share)
-                    committed = commits
+                    stats.append(run_stats)
         kept = len(list((root / "0-True" / "ckpt").glob("ckpt-*")))
     ratios = [a / b for a, b in zip(with_s, without_s)]
     overhead = min(with_s) / min(without_s) - 1.0
@@ -84,7 +96,10 @@ def main() -> int:
         "target_overhead_at_most": TARGET_OVERHEAD,
         "checkpoint_every_steps": defaults.checkpoint_every_steps,
         "checkpoint_every_epochs": defaults.checkpoint_every_epochs,
-        "checkpoints_committed_per_run": committed,
+        "checkpoints_committed_per_run": stats[-1]["committed"],
+        "blocked_per_checkpoint_s_median": statistics.median(s["blocked_per_checkpoint_s"] for s in stats),
+        "bytes_written_per_checkpoint": stats[-1]["bytes_per_checkpoint"],
+        "writer_mb_per_s_median": statistics.median(s["writer_mb_per_s"] for s in stats),
         "checkpoints_kept": kept,
         "epochs": defaults.epochs,
         "ok": overhead <= TARGET_OVERHEAD,

@@ -24,7 +24,7 @@ PAIRS = 7
 
 
 def config(root: Path, name: str):  # type: ignore[no-untyped-def]
-    from mlk8s.training.loop import TrainConfig
+    from mlk8s.training.config import TrainConfig
 
     cfg = TrainConfig(checkpoint_uri=str(root / name / "ckpt"), output_uri=str(root / name / "out"))
     return replace(cfg, checkpoint_every_steps=0, checkpoint_every_epochs=0, heartbeat_seconds=1e9)
@@ -32,7 +32,7 @@ def config(root: Path, name: str):  # type: ignore[no-untyped-def]
 
 def ours(root: Path, name: str) -> tuple[float, float]:
     from mlk8s.training.example import ClassifierTask
-    from mlk8s.training.loop import Trainer
+    from mlk8s.training.trainer import Trainer
 
     trainer = Trainer(config(root, name), ClassifierTask)
     trainer.prepare()
@@ -44,8 +44,8 @@ def hand_written(root: Path, name: str) -> tuple[float, float]:
     """What a user would write without us: no checkpoints, no logging, no signals."""
     import torch
 
+    from mlk8s.training.determinism import make_deterministic, seed_everything
     from mlk8s.training.example import ClassifierTask
-    from mlk8s.training.loop import make_deterministic, seed_everything
     from mlk8s.training.task import TaskContext
 
     cfg = config(root, name)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mlk8s.pod_contract import EXIT_INTERRUPTED, EXIT_OK
+from tests import tally
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +112,9 @@ def test_killed_and_relaunched_training_matches_uninterrupted_run(tmp_path: Path
             finished = True
             break
         expected = -signal.SIGKILL if sig == signal.SIGKILL else EXIT_INTERRUPTED
-        assert rc == expected, f"{sig!r} gave exit {rc}\n{run.log()}"
+        assert tally.held(tally.FAULT, f"{sig.name} mid-training", rc == expected), (
+            f"{sig!r} gave exit {rc}\n{run.log()}"
+        )
         if sig == signal.SIGTERM:
             assert "mlk8s: interrupted step=" in run.log()
         interrupted += 1
@@ -139,3 +142,6 @@ def test_killed_and_relaunched_training_matches_uninterrupted_run(tmp_path: Path
     assert result["steps"] == info["steps"]
     resumed = [line for text in logs for line in text.splitlines() if "mlk8s: resumed from step=" in line]
     assert len(resumed) >= interrupted
+    # The history travels in checkpoints: a relaunch killed before its first commit leaves no trace in it.
+    assert 1 <= result["history"]["resumes_total"] <= info["resumes"]
+    print("tally:", tally.counts())

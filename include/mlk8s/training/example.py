@@ -1,94 +1,29 @@
 """The built-in task: an MLP classifier over feature vectors.
 
 With no ``--data`` it trains on scikit-learn's bundled digits (8x8 images, 10 classes), so the demo and the
-tests need no download. With ``--data`` it reads Parquet (a file or a directory of files, any pyarrow.fs URI)
-with a list<float> column ``embedding`` and an integer or string column ``label``: the shape the preprocessing
-pipeline writes. Options (``--task-option KEY=VALUE``): hidden (units per layer, 256), layers (hidden layers,
+tests need no download. With ``--data`` it reads a Delta table (a version, optionally one partition), Parquet
+files or an old-layout preprocessing output (mlk8s.training.data) with a list<float> column ``embedding`` and an
+integer or string column ``label``: the shape the preprocessing pipeline writes. The rows are copied batch by
+batch into a memory-mapped cache (mlk8s.training.features) and each step gathers its batch from it.
+Options (``--task-option KEY=VALUE``): hidden (units per layer, 256), layers (hidden layers,
 2), dropout (0.1), held-out (fraction kept for evaluation, 0.2), shifts (digits only: 1 adds the training
 images moved by one pixel in each direction, 5x the rows per epoch; 0 turns that off).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from mlk8s.training.features import in_memory_features, read_features
 from mlk8s.training.task import TaskContext, TaskUsageError, TrainingTask
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from mlk8s.storage import Location
-
-EMBEDDING_COLUMN = "embedding"
-LABEL_COLUMN = "label"
-#: What ``python -m mlk8s.preprocessing`` commits last; its parts live under ``_attempts/`` and are read through it.
-PREPROCESSING_MANIFEST = "_manifest.json"
-
-
-def load_parquet_features(uri: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """Features, integer labels and (for string labels) the class names, in a stable file and row order."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as pads
-    import pyarrow.fs as pafs
-
-    from mlk8s.storage import UriError, resolve
-
-    try:
-        loc = resolve(uri)
-    except UriError as exc:
-        raise TaskUsageError("--data", str(exc)) from exc
-    info = loc.fs.get_file_info(loc.path)
-    if info.type == pafs.FileType.NotFound:
-        raise TaskUsageError("--data", f"{uri} does not exist; point it at a Parquet file or directory")
-    columns = [EMBEDDING_COLUMN, LABEL_COLUMN]
-    try:
-        files = _parquet_files(uri, loc)
-        if not files:
-            raise TaskUsageError("--data", f"{uri} holds no Parquet files (nor a committed preprocessing output)")
-        schema = pads.dataset(files[0].path, filesystem=files[0].fs, format="parquet").schema
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise TaskUsageError(
-                "--data",
-                f"{uri} lacks column(s) {', '.join(missing)} (has {', '.join(schema.names)}); the example task "
-                f"needs a list<float> column {EMBEDDING_COLUMN!r} and an int or string column {LABEL_COLUMN!r}",
-            )
-        # Files in a fixed order, rows in file order: the same data order on every relaunch.
-        table = pa.concat_tables(
-            [pads.dataset(f.path, filesystem=f.fs, format="parquet").to_table(columns=columns) for f in files]
-        )
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        if isinstance(exc, TaskUsageError):
-            raise
-        raise TaskUsageError("--data", f"{uri} is not readable Parquet: {exc}") from exc
-    if table.num_rows == 0:
-        raise TaskUsageError("--data", f"{uri} has no rows")
-    emb = table.column(EMBEDDING_COLUMN).combine_chunks()
-    if not (pa.types.is_list(emb.type) or pa.types.is_large_list(emb.type) or pa.types.is_fixed_size_list(emb.type)):
-        raise TaskUsageError("--data", f"column {EMBEDDING_COLUMN!r} has type {emb.type}, expected list<float>")
-    lengths = pc.list_value_length(emb).to_numpy(zero_copy_only=False)
-    if emb.null_count or len(set(lengths.tolist())) != 1 or lengths[0] == 0:
-        raise TaskUsageError("--data", f"column {EMBEDDING_COLUMN!r} must hold non-empty vectors of one length")
-    features = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(emb), int(lengths[0]))
-    labels_col = table.column(LABEL_COLUMN).combine_chunks()
-    if labels_col.null_count:
-        raise TaskUsageError("--data", f"column {LABEL_COLUMN!r} has {labels_col.null_count} null values")
-    names: list[str] | None = None
-    if pa.types.is_integer(labels_col.type):
-        labels = labels_col.to_numpy().astype(np.int64)
-        if labels.min() < 0:
-            raise TaskUsageError("--data", f"column {LABEL_COLUMN!r} has negative class ids")
-    elif pa.types.is_string(labels_col.type) or pa.types.is_large_string(labels_col.type):
-        raw = labels_col.to_pylist()
-        names = sorted(set(raw))
-        index = {n: i for i, n in enumerate(names)}
-        labels = np.array([index[v] for v in raw], dtype=np.int64)
-    else:
-        raise TaskUsageError("--data", f"column {LABEL_COLUMN!r} has type {labels_col.type}, expected int or string")
-    return features, labels, names
+#: Rows per forward pass when evaluating (a bound on evaluation memory, whatever the dataset size).
+EVAL_ROWS = 65536
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -113,33 +48,6 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     digits = load_digits()
     return np.asarray(digits.data, dtype=np.float64), np.asarray(digits.target, dtype=np.int64)
-
-
-def _parquet_files(uri: str, loc: Location) -> list[Location]:
-    """The Parquet files behind ``uri``: the file itself, the files a preprocessing output commits (a Delta
-    table's current version, or an old manifest's), or every
-    ``*.parquet`` under a directory (names starting with ``.`` or ``_`` skipped, as pyarrow does), sorted."""
-    import pyarrow.fs as pafs
-
-    from mlk8s.storage import resolve
-
-    if loc.fs.get_file_info(loc.path).type == pafs.FileType.File:
-        return [loc]
-    committed = loc.fs.get_file_info([loc.child(PREPROCESSING_MANIFEST).path, loc.child("_delta_log").path])
-    if committed[0].type == pafs.FileType.File or committed[1].type == pafs.FileType.Directory:
-        from mlk8s.preprocessing.output import committed_files
-
-        try:
-            return [resolve(f) for f in committed_files(uri)]
-        except Exception as exc:  # CommitError and friends: the manifest is there but unusable
-            raise TaskUsageError("--data", f"cannot read the preprocessing output at {uri}: {exc}") from exc
-    found = []
-    for info in loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=True)):
-        relative = info.path[len(loc.path.rstrip("/")) + 1 :]
-        hidden = any(part.startswith((".", "_")) for part in relative.split("/"))
-        if info.type == pafs.FileType.File and info.path.endswith(".parquet") and not hidden:
-            found.append(loc.child(relative))
-    return sorted(found, key=lambda f: f.path)
 
 
 def shifted_digits(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,37 +95,74 @@ class ClassifierTask(TrainingTask):
         import numpy as np
         import torch
 
+        self.fingerprint: dict[str, Any]
         if self.context.data is None:
             pixels, labels = load_digits_arrays()
-            features = (pixels / 16.0).astype(np.float32)
+            self.features = in_memory_features(pixels / 16.0, labels)
+            self.fingerprint = {"kind": "builtin", "uri": "sklearn:digits"}
             self.source = "sklearn:digits"
         else:
-            features, labels, self.class_names = load_parquet_features(self.context.data)
+            from mlk8s.training.data import open_source
+
+            source = open_source(
+                self.context.data,
+                partition=self.context.data_partition,
+                version=self.context.data_version,
+                timeout_s=self.context.storage_timeout_s,
+            )
+            self.features = read_features(source)
+            self.fingerprint = source.identity()
             self.source = self.context.data
+        self.fingerprint |= {"rows": self.features.rows, "content_sha256": self.features.content_sha256}
+        self.class_names = self.features.class_names
+        n = self.features.rows
         # The split depends only on the seed (its own generator), never on the global RNG state.
-        order = np.random.default_rng(np.random.SeedSequence([self.context.seed, 0x5E1D])).permutation(len(labels))
-        n_held = round(len(labels) * self.held_out)
-        if len(labels) - n_held < 1:
-            raise TaskUsageError("--data", f"only {len(labels)} rows: nothing left to train on after the split")
+        order = np.random.default_rng(np.random.SeedSequence([self.context.seed, 0x5E1D])).permutation(n)
+        n_held = round(n * self.held_out)
+        if n - n_held < 1:
+            raise TaskUsageError("--data", f"only {n} rows: nothing left to train on after the split")
         held, train = order[:n_held], order[n_held:]
-        train_x, train_y = features[train], labels[train]
-        if self.context.data is None and self.shifts:
-            train_x, train_y = shifted_digits(train_x, train_y)
         device = self.context.device
-        self.x = torch.from_numpy(train_x).to(device)
-        self.y = torch.from_numpy(train_y).to(device)
-        self.x_held = torch.from_numpy(features[held]).to(device)
-        self.y_held = torch.from_numpy(labels[held]).to(device)
-        self.num_features = int(features.shape[1])
-        self.num_classes = int(labels.max()) + 1 if self.class_names is None else len(self.class_names)
+        if self.context.data is None:
+            train_x, train_y = self.features.x[train], self.features.y[train]
+            if self.shifts:
+                train_x, train_y = shifted_digits(train_x, train_y)
+            # Small and in memory: whole tensors on the device, indexed there.
+            self.x: torch.Tensor | None = torch.from_numpy(train_x).to(device)
+            self.y: torch.Tensor | None = torch.from_numpy(train_y).to(device)
+            self.train_rows: np.ndarray | None = None
+        else:
+            self.x = self.y = None
+            self.train_rows = train
+        self.held_rows = held
+        self.num_features = int(self.features.x.shape[1])
+        labels = self.features.y
+        self.num_classes = len(self.class_names) if self.class_names is not None else int(labels.max()) + 1
 
     def train_size(self) -> int:
-        return int(self.x.shape[0])
+        if self.x is not None:
+            return int(self.x.shape[0])
+        assert self.train_rows is not None
+        return len(self.train_rows)
 
     def get_batch(self, indices: torch.Tensor) -> Any:
-        if self.x.device.type != "cpu":
-            indices = indices.to(self.x.device, non_blocking=True)
-        return self.x[indices], self.y[indices]
+        import torch
+
+        if self.x is not None and self.y is not None:
+            if self.x.device.type != "cpu":
+                indices = indices.to(self.x.device, non_blocking=True)
+            return self.x[indices], self.y[indices]
+        assert self.train_rows is not None
+        return self._gather(self.train_rows[indices.numpy()], torch)
+
+    def _gather(self, rows: np.ndarray, torch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.context.device
+        x = torch.from_numpy(self.features.x[rows]).to(device, non_blocking=True)
+        y = torch.from_numpy(self.features.y[rows]).to(device, non_blocking=True)
+        return x, y
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        return dict(self.fingerprint)
 
     def build_model(self) -> torch.nn.Module:
         import torch
@@ -241,18 +186,32 @@ class ClassifierTask(TrainingTask):
 
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
 
+    def _chunks(self, rows: np.ndarray | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Evaluation batches of at most EVAL_ROWS: the in-memory training tensors, or rows of the features."""
+        import torch
+
+        if rows is None:
+            assert self.x is not None and self.y is not None
+            for start in range(0, len(self.y), EVAL_ROWS):
+                yield self.x[start : start + EVAL_ROWS], self.y[start : start + EVAL_ROWS]
+            return
+        for start in range(0, len(rows), EVAL_ROWS):
+            yield self._gather(rows[start : start + EVAL_ROWS], torch)
+
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         import torch
 
-        def score(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-            if len(y) == 0:
-                return float("nan"), float("nan")
-            logits = model(x).float()
-            loss = torch.nn.functional.cross_entropy(logits, y).item()
-            return loss, (logits.argmax(dim=1) == y).float().mean().item()
+        def score(chunks: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+            total, correct, n = 0.0, 0.0, 0
+            for x, y in chunks:
+                logits = model(x).float()
+                total += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(dim=1) == y).float().sum().item()
+                n += len(y)
+            return (total / n, correct / n) if n else (float("nan"), float("nan"))
 
-        train_loss, train_acc = score(self.x, self.y)
-        held_loss, held_acc = score(self.x_held, self.y_held)
+        train_loss, train_acc = score(self._chunks(self.train_rows))
+        held_loss, held_acc = score(self._chunks(self.held_rows))
         return {
             "train_loss": train_loss,
             "train_accuracy": train_acc,
@@ -267,7 +226,7 @@ class ClassifierTask(TrainingTask):
             "num_classes": self.num_classes,
             "class_names": self.class_names,
             "train_rows": self.train_size(),
-            "held_out_rows": int(self.y_held.shape[0]),
+            "held_out_rows": len(self.held_rows),
             "hidden": self.hidden,
             "layers": self.layers,
             "dropout": self.dropout,

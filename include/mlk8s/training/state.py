@@ -20,8 +20,9 @@ TENSORS_FILE = "state.safetensors"
 JSON_FILE = "state.json"
 
 
-def split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """The JSON skeleton of ``obj``; its tensors are copied (detached, on CPU) into ``tensors``."""
+def split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor], *, copy: bool = True) -> Any:
+    """The JSON skeleton of ``obj``; its tensors go into ``tensors``: copied (detached, on CPU), or, with
+    ``copy=False``, as they are (the caller copies them into a snapshot image before they change)."""
     import torch
 
     scalars = (bool, int, float, str, type(None))
@@ -30,7 +31,7 @@ def split(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
         if isinstance(obj, scalars):
             return obj
         if isinstance(obj, torch.Tensor):
-            tensors[prefix] = obj.detach().to("cpu", copy=True).contiguous()
+            tensors[prefix] = obj.detach().to("cpu", copy=True).contiguous() if copy else obj.detach()
             return {"__tensor__": prefix}
         if isinstance(obj, list | tuple):
             # RNG states are long runs of ints: keep them off the per-item path (this runs on the step thread).
@@ -102,61 +103,36 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def encode(model_state: dict[str, torch.Tensor], rest: dict[str, Any]) -> tuple[dict[str, torch.Tensor], Any]:
-    """Split a whole training state into the tensors to save and the JSON skeleton; runs in the step thread."""
+def encode(
+    model_state: dict[str, torch.Tensor],
+    rest: dict[str, Any],
+    *,
+    copy: bool = True,
+    plain: dict[str, Any] | None = None,
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a whole training state into the tensors to save and the JSON skeleton; runs in the step thread.
+
+    ``plain`` holds entries that are JSON already (string keys, no tensors, no tuples): they join the skeleton
+    as they are, without the walk (the run's history is hundreds of small dicts, walked for nothing otherwise).
+    """
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model_state.items():
-        tensors[f"model.{k}"] = v.detach().to("cpu", copy=True).contiguous()
-    skeleton = split(rest, "state", tensors)
+        tensors[f"model.{k}"] = v.detach().to("cpu", copy=True).contiguous() if copy else v.detach()
+    skeleton = split(rest, "state", tensors, copy=copy)
+    for key, value in (plain or {}).items():
+        skeleton[key] = value
     return tensors, skeleton
 
 
-_SAFETENSORS_DTYPES = {
-    "float64": "F64",
-    "float32": "F32",
-    "float16": "F16",
-    "bfloat16": "BF16",
-    "int64": "I64",
-    "int32": "I32",
-    "int16": "I16",
-    "int8": "I8",
-    "uint8": "U8",
-    "bool": "BOOL",
-}
-
-
-def safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    """The safetensors file for CPU tensors, built with one join instead of per-tensor conversions.
-
-    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape, byte offsets)
-    padded to 8 bytes, then the raw bytes. It runs on the writer thread, and doing it this way keeps that
-    thread off the GIL (the step thread needs it) for all but a few hundred microseconds per checkpoint.
-    Files are read back with the official ``safetensors`` loader; other dtypes fall back to its writer.
-    """
-    import torch
+def serialize(tensors: dict[str, torch.Tensor], skeleton: Any) -> dict[str, bytes]:
+    """The checkpoint's files from copied CPU tensors (for states a snapshot image cannot hold)."""
     from safetensors.torch import save
 
-    header: dict[str, Any] = {}
-    parts: list[Any] = []
-    offset = 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        dtype = _SAFETENSORS_DTYPES.get(str(t.dtype).removeprefix("torch."))
-        if dtype is None or t.device.type != "cpu" or not t.is_contiguous():
-            return save(tensors)
-        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b""
-        size = t.numel() * t.element_size()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + size]}
-        parts.append(raw)
-        offset += size
-    head = json.dumps(header, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    return b"".join([len(head).to_bytes(8, "little"), head, *parts])
+    return {TENSORS_FILE: save(tensors), JSON_FILE: skeleton_bytes(skeleton)}
 
 
-def serialize(tensors: dict[str, torch.Tensor], skeleton: Any) -> dict[str, bytes]:
-    """The checkpoint's files; runs in the writer thread."""
-    return {TENSORS_FILE: safetensors_bytes(tensors), JSON_FILE: json.dumps(skeleton, sort_keys=True).encode()}
+def skeleton_bytes(skeleton: Any) -> bytes:
+    return json.dumps(skeleton, sort_keys=True).encode()
 
 
 def deserialize(files: dict[str, bytes]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -47,7 +47,12 @@ class TaskUsageError(ValueError):
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What the CLI tells a task. ``options`` holds every ``--task-option KEY=VALUE``."""
+    """What the CLI tells a task. ``options`` holds every ``--task-option KEY=VALUE``.
+
+    ``data_partition`` and ``data_version`` say which part and version of a Delta table ``data`` to read:
+    the version is the one a resumed run must read (recorded in its checkpoint), else ``--data-version``, else
+    None for the latest.
+    """
 
     data: str | None
     seed: int
@@ -56,6 +61,10 @@ class TaskContext:
     epochs: int
     device: Any  # torch.device; typed loosely so this module imports without torch
     options: dict[str, str] = field(default_factory=dict)
+    data_partition: dict[str, str] = field(default_factory=dict)
+    data_version: int | None = None
+    #: Seconds one object-store call may take (None: ``MLK8S_STORAGE_TIMEOUT_S`` or its default).
+    storage_timeout_s: float | None = None
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)
@@ -111,7 +120,11 @@ class TrainingTask:
         raise NotImplementedError
 
     def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """Required: the scalar loss for one batch; the loop runs backward, the optimizer and the scheduler."""
+        """Required: the scalar loss for one batch; the loop runs backward, the optimizer and the scheduler.
+
+        It must not modify parameters or optimizer state in place: a checkpoint's copy of them may still be
+        running while it does (the loop lets it overlap forward and backward, and waits before the update).
+        """
         raise NotImplementedError
 
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -130,6 +143,18 @@ class TrainingTask:
     def describe(self) -> dict[str, Any]:
         """Extra JSON-able facts to store beside the final model (class names, feature size...)."""
         return {}
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What identifies the data this task read (JSON values), recorded in every checkpoint.
+
+        A relaunch whose fingerprint differs is refused (exit 2) instead of resuming on other data. The trainer
+        always adds the training-set size; a task reading versioned data should add the version it read
+        (``"version"``), which a resume then passes back as ``context.data_version``.
+        """
+        return {}
+
+    def teardown(self) -> None:
+        """Release what ``setup`` took (caches, connections); called once the run is over, whatever its end."""
 
 
 def load_task_class(dotted: str) -> type[TrainingTask]:

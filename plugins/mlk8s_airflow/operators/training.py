@@ -45,13 +45,19 @@ def training_arguments(
     keep_last: int | str,
     termination_grace_seconds: float,
     data_uri: str | None = None,
+    data_partition: Mapping[str, Any] | None = None,
+    data_version: int | str | None = None,
     task: str | None = None,
     batch_size: int | str | None = None,
     lr: float | str | None = None,
     task_options: Mapping[str, Any] | None = None,
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The exec array for ``python -m mlk8s.training`` (one list element per argument: never a shell string)."""
+    """The exec array for ``python -m mlk8s.training`` (one list element per argument: never a shell string).
+
+    ``data_partition`` ({"run_key": ...}) and ``data_version`` select a partition and a version of a Delta table
+    ``data_uri``; an empty ``data_version`` (a template that rendered to "") means the latest.
+    """
     if not str(checkpoint_uri).strip():
         raise ValueError("checkpoint_uri is empty: set it to a path or URI that survives the pod (s3://, gs://).")
     if not str(output_uri).strip():
@@ -67,6 +73,16 @@ def training_arguments(
     ]  # fmt: skip
     if data_uri:
         args += ["--data", str(data_uri)]
+    for key, value in (data_partition or {}).items():
+        if not _OPTION_KEY.match(str(key)):
+            raise ValueError(f"data_partition key {key!r} is not a column name: use letters, digits, '_', '-'.")
+        args += ["--data-partition", f"{key}={value}"]
+    if data_version is not None and str(data_version).strip():
+        if not str(data_version).strip().isdigit():
+            raise ValueError(f"data_version {data_version!r} is not a Delta table version: use an integer >= 0.")
+        args += ["--data-version", str(data_version).strip()]
+    if (data_partition or (data_version is not None and str(data_version).strip())) and not data_uri:
+        raise ValueError("data_partition and data_version select part of a Delta table: set data_uri too.")
     if task:
         args += ["--task", str(task)]
     if batch_size is not None:
@@ -86,8 +102,11 @@ class TrainingOperator(PodTaskOperator):
     :param checkpoint_uri: where checkpoints live (a path or s3://, gs://, file:// URI). Keep it stable across
         relaunches and retries of the same run, e.g. ``.../{{ run_id }}``, so they resume rather than restart.
     :param output_uri: where ``model.safetensors`` and ``model.json`` are written.
-    :param data_uri: training data (Parquet with ``embedding`` and ``label``); omitted, the built-in example
-        trains on scikit-learn's bundled digits.
+    :param data_uri: training data: a Delta table, Parquet, or a preprocessing output, with ``embedding`` and
+        ``label``; omitted, the built-in example trains on scikit-learn's bundled digits.
+    :param data_partition: the partition of a Delta table to read, e.g. ``{"run_key": "{{ run_id }}"}``.
+    :param data_version: the Delta table version to read (templated); default: the latest at the first start,
+        then the version recorded in the checkpoint on every relaunch.
     :param task: ``package.module:Class`` of a ``mlk8s.training.TrainingTask`` (your model, data and step).
     :param model_asset: the Airflow Asset updated when a model is committed (its event's extra points at the
         model and the last checkpoint).
@@ -100,6 +119,8 @@ class TrainingOperator(PodTaskOperator):
         "checkpoint_uri",
         "output_uri",
         "data_uri",
+        "data_partition",
+        "data_version",
         "epochs",
         "seed",
         "task_options",
@@ -111,6 +132,8 @@ class TrainingOperator(PodTaskOperator):
         checkpoint_uri: str,
         output_uri: str,
         data_uri: str | None = None,
+        data_partition: Mapping[str, Any] | None = None,
+        data_version: int | str | None = None,
         task: str | None = None,
         epochs: int | str = 20,
         seed: int | str = 0,
@@ -139,6 +162,8 @@ class TrainingOperator(PodTaskOperator):
         self.checkpoint_uri = checkpoint_uri
         self.output_uri = output_uri
         self.data_uri = data_uri
+        self.data_partition = dict(data_partition or {})
+        self.data_version = data_version
         self.task = task
         self.epochs = epochs
         self.seed = seed
@@ -162,6 +187,8 @@ class TrainingOperator(PodTaskOperator):
             keep_last=self.keep_last,
             termination_grace_seconds=float(self.termination_grace_period or 0),
             data_uri=self.data_uri,
+            data_partition=self.data_partition,
+            data_version=self.data_version,
             task=self.task,
             batch_size=self.batch_size,
             lr=self.lr,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pytest
 
 from mlk8s.checkpoint import MANIFEST, CheckpointError, CheckpointStore, FencedError, checkpoint_name
-from mlk8s.storage import Location, UriError, resolve
+from mlk8s.storage import Location, resolve
+from tests.tally import FAULT, held
 
 FILES = {"state.safetensors": os.urandom(4096), "state.json": b'{"step": 1}'}
 
@@ -27,32 +28,7 @@ def fresh(root: Path | Location, keep_last: int = 3) -> CheckpointStore:
     return store
 
 
-# -- URIs --------------------------------------------------------------------------------------------------
-
-
-def test_plain_relative_path_becomes_absolute_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    loc = resolve("ckpts/run1")
-    assert isinstance(loc.fs, pafs.LocalFileSystem)
-    assert loc.path == str(tmp_path / "ckpts" / "run1")
-    assert loc.child("x").uri == str(tmp_path / "ckpts" / "run1" / "x")
-
-
-def test_file_uri_and_object_store_uris_resolve(tmp_path: Path) -> None:
-    loc = resolve(f"file://{tmp_path}/a/")
-    assert isinstance(loc.fs, pafs.LocalFileSystem) and loc.path == f"{tmp_path}/a"
-    assert loc.uri == f"file://{tmp_path}/a"
-    s3 = resolve("s3://bucket/prefix/run?region=us-east-1&endpoint_override=localhost:1")
-    assert type(s3.fs).__name__ == "S3FileSystem" and s3.path == "bucket/prefix/run"
-    gs = resolve("gs://bucket/prefix")
-    assert type(gs.fs).__name__ == "GcsFileSystem" and gs.path == "bucket/prefix"
-    assert not s3.is_local
-
-
-@pytest.mark.parametrize("bad", ["", "   ", "nosuchscheme://x/y"])
-def test_bad_uri_is_refused(bad: str) -> None:
-    with pytest.raises(UriError):
-        resolve(bad)
+# -- setup -----------------------------------------------------------------------------------------------
 
 
 def test_unwritable_root_is_reported(tmp_path: Path) -> None:
@@ -122,9 +98,9 @@ def test_damaged_latest_falls_back_to_previous_with_warning(
         target.unlink()
     with caplog.at_level(logging.WARNING, logger="mlk8s.checkpoint.store"):
         loaded = CheckpointStore(str(tmp_path)).load_latest()
-    assert loaded is not None and loaded.info.step == 10 and loaded.files == good
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(bad.name in w and reason in w for w in warnings), warnings
+    ok = loaded is not None and loaded.info.step == 10 and loaded.files == good
+    assert held(FAULT, f"checkpoint damaged: {damage}", ok and any(bad.name in w and reason in w for w in warnings))
 
 
 def test_all_damaged_loads_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -220,3 +196,94 @@ def test_progress_heartbeats_per_generation_skip_torn_files(tmp_path: Path) -> N
     (tmp_path / "progress" / "g-00000009.json").write_text('{"step": ')
     progress = CheckpointStore(str(tmp_path)).read_progress()
     assert progress == {1: {"step": 42, "generation": 1}, 2: {"step": 50, "generation": 2}}
+
+
+# -- generations: atomic claims, strays, lost claims --------------------------------------------------------
+
+
+def test_a_copied_in_higher_generation_is_never_resumed_nor_outranks_new_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = fresh(tmp_path, keep_last=1)
+    first.commit(10, files_for(10), {})
+    stray = tmp_path / checkpoint_name(9, 5)
+    shutil.copytree(tmp_path / checkpoint_name(1, 10), stray)  # a checkpoint of another run, copied in
+    manifest = json.loads((stray / MANIFEST).read_text())
+    (stray / MANIFEST).write_text(json.dumps({**manifest, "generation": 9, "step": 5}))
+    with caplog.at_level(logging.WARNING):
+        loaded = CheckpointStore(str(tmp_path)).load_latest()
+    assert loaded is not None and loaded.info.step == 10 and "ignoring 1 checkpoint" in caplog.text
+    second = fresh(tmp_path, keep_last=1)
+    assert second.generation == 10, "a new claim is numbered above every generation present"
+    info = second.commit(20, files_for(20), {})
+    second.prune()
+    names = [i.name for i in second.list_checkpoints()]
+    assert info.name in names and stray.name in names and checkpoint_name(1, 10) not in names
+    latest = CheckpointStore(str(tmp_path)).load_latest()
+    assert held(FAULT, "higher-generation checkpoint copied in", latest is not None and latest.info == info)
+
+
+def test_lost_claims_make_old_checkpoints_strays_and_the_next_claim_goes_above_them(tmp_path: Path) -> None:
+    first = fresh(tmp_path)
+    first.commit(10, files_for(10), {})
+    first.write_progress({"step": 12})
+    shutil.rmtree(tmp_path / "generations")
+    assert CheckpointStore(str(tmp_path)).load_latest() is None
+    second = fresh(tmp_path)
+    assert second.generation == 2
+    second.commit(3, files_for(3), {})
+    ok = (tmp_path / checkpoint_name(1, 10)).exists()
+    assert held(FAULT, "generations/ lost", ok), "retention never deletes what it cannot vouch for"
+    with pytest.raises(FencedError, match="generation 1 is fenced off"):
+        first.commit(11, files_for(11), {})
+
+
+def test_a_writer_whose_claim_vanished_stops_committing(tmp_path: Path) -> None:
+    store = fresh(tmp_path)
+    store.commit(1, files_for(1), {})
+    shutil.rmtree(tmp_path / "generations")
+    with pytest.raises(FencedError, match="gone or no longer ours"):
+        store.commit(2, files_for(2), {})
+
+
+def test_a_checkpoint_written_under_another_claim_of_the_same_generation_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fresh(tmp_path)
+    store.commit(10, files_for(10), {})
+    bad = store.commit(20, files_for(20), {})
+    marker = tmp_path / bad.name / MANIFEST
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "claim_nonce": "f" * 32}))
+    with caplog.at_level(logging.WARNING):
+        loaded = CheckpointStore(str(tmp_path)).load_latest()
+    assert loaded is not None and loaded.info.step == 10
+    assert "written under another claim" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda m: {**m, "format": 99}, "newer mlk8s"),
+        (lambda m: {**m, "files": {"state.json": 5}}, "must be an object"),
+        (lambda m: {**m, "files": {"../escape": {"size": 1, "sha256": "0" * 64}}}, "invalid checkpoint file name"),
+        (lambda m: {**m, "files": {"state.json": {"size": "big", "sha256": "0" * 64}}}, "non-negative integer"),
+        (lambda m: {**m, "meta": []}, "'meta' must be an object"),
+        (lambda m: {**m, "step": 7}, "not the directory's"),
+        (lambda m: [m], "not a JSON object"),
+        (lambda m: {**m, "files": {}}, "non-empty"),
+    ],
+)
+def test_a_malformed_or_newer_manifest_falls_back_to_the_older_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: object, reason: str
+) -> None:
+    store = fresh(tmp_path)
+    good = files_for(10)
+    store.commit(10, good, {"epoch": 1})
+    bad = store.commit(20, files_for(20), {"epoch": 2})
+    marker = tmp_path / bad.name / MANIFEST
+    marker.write_text(json.dumps(edit(json.loads(marker.read_text()))))  # type: ignore[operator]
+    with caplog.at_level(logging.WARNING):
+        loaded = CheckpointStore(str(tmp_path)).load_latest()
+    ok = loaded is not None and loaded.info.step == 10 and loaded.files == good and reason in caplog.text
+    assert held(FAULT, "malformed or newer manifest", ok), caplog.text
+    fresh(tmp_path).commit(30, files_for(30), {})  # and the next writer is not blocked by it

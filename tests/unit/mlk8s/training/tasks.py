@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlk8s.training import TrainingTask
 from mlk8s.training.example import ClassifierTask
-from mlk8s.training.loop import StopSignal
+from mlk8s.training.signals import StopSignal
 
 if TYPE_CHECKING:
     import torch
@@ -80,3 +80,31 @@ class SupersededTask(ClassifierTask):
         if type(self).steps_seen == self.claim_at_step:
             CheckpointStore(self.checkpoint_uri).claim_generation()
         return super().training_step(model, batch)
+
+
+class NaNAtStepTask(ClassifierTask):
+    """The built-in task, but from a chosen step on the loss is NaN (as a diverging run's would be)."""
+
+    nan_from_step = -1
+    steps_seen = 0
+
+    def training_step(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        type(self).steps_seen += 1
+        loss = super().training_step(model, batch)
+        if type(self).steps_seen >= self.nan_from_step > 0:
+            return loss * float("nan")
+        return loss
+
+
+class ResizableTask(LinearRegressionTask):
+    """A user task whose data size changes between launches (its upstream re-ran); no fingerprint of its own."""
+
+    options = ()
+    rows = 32
+
+    def setup(self) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(self.context.seed)
+        self.x = torch.randn(type(self).rows, 3, generator=gen)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5])

@@ -70,23 +70,3 @@ def test_rng_capture_and_restore_replays_every_generator() -> None:
     state_io.restore_rng(restored)
     second = (random.random(), np.random.rand(), torch.rand(3))
     assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
-
-
-def test_own_safetensors_writer_is_read_back_by_the_official_loader() -> None:
-    import torch
-    from safetensors.torch import load
-
-    tensors = {
-        "f32": torch.randn(3, 4),
-        "scalar": torch.tensor(2.5),
-        "empty": torch.zeros(0, 3),
-        "i64": torch.arange(5),
-        "bf16": torch.randn(7).bfloat16(),
-        "bool": torch.tensor([True, False, True]),
-        "u8": torch.randint(0, 255, (9,), dtype=torch.uint8),
-    }
-    loaded = load(state_io.safetensors_bytes(tensors))
-    assert set(loaded) == set(tensors)
-    for name, tensor in tensors.items():
-        assert loaded[name].dtype == tensor.dtype and loaded[name].shape == tensor.shape
-        assert torch.equal(loaded[name], tensor)
