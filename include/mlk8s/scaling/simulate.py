@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlk8s.scaling.policy import (
+from mlk8s.scaling import (
     Decision,
+    DecisionRequest,
     PolicyConfig,
     PolicyState,
     QueueSnapshot,
@@ -169,17 +170,19 @@ class PolicyAutoscaler:
     state_json: dict[str, Any] = field(default_factory=dict)
 
     def step(self, view: View) -> list[Decision]:
-        decisions, state = decide(
-            view.now,
-            view.groups,
-            view.workers,
-            view.queue,
-            view.demand,
-            self.config,
-            PolicyState.from_json(self.state_json),
+        reply = decide(
+            DecisionRequest(
+                now=view.now,
+                groups=view.groups,
+                workers=view.workers,
+                queues=view.queue,
+                demand=view.demand,
+                config=self.config,
+                state=PolicyState.from_json(self.state_json),
+            )
         )
-        self.state_json = json.loads(json.dumps(state.to_json()))
-        return decisions
+        self.state_json = json.loads(json.dumps(reply.state.to_json()))
+        return list(reply.decisions)
 
 
 class FixedPool:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlk8s.scaling.policy import Decision, PolicyConfig, WorkerGroupSpec
+from mlk8s.scaling import Decision, PolicyConfig, WorkerGroupSpec
 from mlk8s.scaling.simulate import (
     TRACE_HEADER,
     FixedPool,
