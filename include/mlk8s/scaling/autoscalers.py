@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,7 +34,14 @@ class View:
 
 
 class Autoscaler(Protocol):
-    def step(self, view: View) -> list[Decision]: ...
+    def step(self, view: View) -> list[Decision]:
+        """The decisions for this view (one per group)."""
+        ...
+
+    def recheck_at(self, view: View) -> float | None:
+        """Asked after :meth:`step` on the same view: the earliest time at which the same view could be
+        decided otherwise (None: never). The simulator skips the decision ticks before it."""
+        ...
 
 
 @dataclass
@@ -42,6 +50,7 @@ class PolicyAutoscaler:
 
     config: PolicyConfig
     state_json: dict[str, Any] = field(default_factory=dict)
+    last_recheck_at: float | None = None
 
     def step(self, view: View) -> list[Decision]:
         reply = decide(
@@ -56,7 +65,11 @@ class PolicyAutoscaler:
             )
         )
         self.state_json = json.loads(json.dumps(reply.state.to_json()))
+        self.last_recheck_at = reply.recheck_at
         return list(reply.decisions)
+
+    def recheck_at(self, view: View) -> float | None:
+        return self.last_recheck_at
 
 
 class FixedPool:
@@ -68,6 +81,9 @@ class FixedPool:
             n = sum(1 for w in view.workers if w.group == g.name)
             out.append(Decision(group=g.name, current=n, target=n, remove=(), reason="fixed pool"))
         return out
+
+    def recheck_at(self, view: View) -> float | None:
+        return None
 
 
 @dataclass
@@ -83,6 +99,19 @@ class IdleTimeout:
             if g is not None:
                 by_group[g.name].append(d)
         return [self._group(g, view, by_group[g.name]) for g in view.groups]
+
+    def recheck_at(self, view: View) -> float | None:
+        """When the next idle worker reaches the timeout (one already past it is kept by min_workers)."""
+        soonest = math.nextafter(view.now, math.inf)
+        due = [
+            max(w.idle_since + self.idle_timeout_s, soonest)
+            for w in view.workers
+            if not w.busy
+            and not w.pending
+            and w.idle_since is not None
+            and view.now - w.idle_since < self.idle_timeout_s  # the test step() applies
+        ]
+        return min(due, default=None)
 
     def _group(self, g: WorkerGroupSpec, view: View, demand: list[ResourceDemand]) -> Decision:
         mine = sorted((w for w in view.workers if w.group == g.name), key=lambda w: w.id)

@@ -10,6 +10,7 @@ and does no I/O, so the sensor and the simulator run exactly the same decisions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -123,11 +124,15 @@ class DecisionReply:
     """One decision per group (in the order of the request's groups), and the state for the next call.
 
     ``unplaceable`` is the demand that fits no group (reported on the first group's decision, never scaled for).
+    ``recheck_at`` is the earliest time at which the same inputs may give other targets or removals (a window
+    entry expires, a pre-warm begins or ends, a Pending pod reaches ``pending_timeout_s``); None: never. A
+    caller whose inputs have not changed may skip the calls before it (the simulator does).
     """
 
     decisions: tuple[Decision, ...]
     state: PolicyState
     unplaceable: tuple[ResourceDemand, ...] = ()
+    recheck_at: float | None = None
 
 
 @dataclass
@@ -251,15 +256,56 @@ def _window(
 ) -> tuple[tuple[float, int], ...]:
     """The scale-down window's entries after this decision; the first is the window's maximum.
 
-    Only entries that can still be the maximum are kept (each larger than every later one), so the window
-    stays a handful of entries.
+    What the demand asks for is a step function of time: an entry ``(t, n)`` holds from ``t`` until the next
+    entry (the last one until now). The window's maximum is the largest ask in force at any moment of the
+    last ``scale_down_window_s``, so calls skipped while nothing changed (the simulator skips them) leave the
+    same result as calls made at every interval. Only entries that can still be that maximum are kept (each
+    larger than every later one), so the window stays a handful of entries.
     """
     horizon = now - config.scale_down_window_s
-    kept = [e for e in entries if e[0] > horizon]
-    while kept and kept[-1][1] <= extra:
-        kept.pop()
-    kept.append((now, extra))
+    kept = list(entries)
+    while len(kept) > 1 and kept[1][0] <= horizon:  # superseded before the window began
+        kept.pop(0)
+    since = now
+    while kept and kept[-1][1] <= extra:  # a larger or equal ask covers the smaller ones before it
+        since = kept.pop()[0]
+    kept.append((since, extra))
     return tuple(kept)
+
+
+def _later(t: float, now: float) -> float:
+    """When a change due at ``t`` can be seen from ``now``: at ``t``, or at the next call if ``t`` is not ahead
+    (float rounding can leave a boundary that is due just unmet)."""
+    return t if t > now else math.nextafter(now, math.inf)
+
+
+def _group_recheck(
+    entries: Sequence[tuple[float, int]], pending: Sequence[Worker], now: float, config: PolicyConfig
+) -> float | None:
+    """When the same inputs may decide otherwise for one group: the window's maximum leaves the window (one
+    window after the next entry superseded it), or a Pending pod passes ``pending_timeout_s``."""
+    times = [_later(entries[1][0] + config.scale_down_window_s, now)] if len(entries) > 1 else []
+    times += [
+        _later(math.nextafter(w.started_at + config.pending_timeout_s, math.inf), now)
+        for w in pending
+        if now - w.started_at <= config.pending_timeout_s
+    ]
+    return min(times, default=None)
+
+
+def _prewarm_recheck(routed: _Routed, now: float, config: PolicyConfig) -> float | None:
+    """When pre-warming for the next DAG run begins (``prewarm_s`` before it) or ends (just after it)."""
+    if routed.next_run is None or config.prewarm_s <= 0 or not config.prewarm_demand:
+        return None
+    begins = routed.next_run - config.prewarm_s
+    return _later(begins, now) if now < begins else _later(math.nextafter(routed.next_run, math.inf), now)
+
+
+@dataclass(frozen=True)
+class _GroupOutcome:
+    decision: Decision
+    entries: tuple[tuple[float, int], ...]  # the scale-down window for the next call
+    recheck_at: float | None
 
 
 def _removal_order(worker: Worker) -> tuple[int, float, str]:
@@ -270,10 +316,8 @@ def _removal_order(worker: Worker) -> tuple[int, float, str]:
     return (1, idle_since, worker.id)
 
 
-def _decide_group(
-    spec: WorkerGroupSpec, request: DecisionRequest, routed: _Routed
-) -> tuple[Decision, tuple[tuple[float, int], ...]]:
-    """One group's decision, and its scale-down window entries for the next call."""
+def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Routed) -> _GroupOutcome:
+    """One group's decision, its scale-down window for the next call, and when to look again."""
     config, now = request.config, request.now
     mine = sorted((w for w in request.workers if w.group == spec.name), key=lambda w: w.id)
     current = len(mine)
@@ -320,7 +364,7 @@ def _decide_group(
         recommended=recommended,
         why=why,
     )
-    return decision, entries
+    return _GroupOutcome(decision, entries, _group_recheck(entries, pending, now, config))
 
 
 def decide(request: DecisionRequest) -> DecisionReply:
@@ -334,11 +378,12 @@ def decide(request: DecisionRequest) -> DecisionReply:
     them during the scale-down window; busy workers never go.
     """
     routed = _route(request)
-    decisions: list[Decision] = []
-    history: dict[str, tuple[tuple[float, int], ...]] = {}
-    for spec in request.groups:
-        decision, history[spec.name] = _decide_group(spec, request, routed)
-        decisions.append(decision)
+    outcomes = [_decide_group(spec, request, routed) for spec in request.groups]
+    decisions = [o.decision for o in outcomes]
+    history = {spec.name: o.entries for spec, o in zip(request.groups, outcomes)}
+    rechecks = [t for o in outcomes if (t := o.recheck_at) is not None]
+    if (t := _prewarm_recheck(routed, request.now, request.config)) is not None:
+        rechecks.append(t)
     if routed.unplaceable:
         first = decisions[0]
         why = (*first.why, Unplaceable(DemandSummary.of(routed.unplaceable)))
@@ -347,4 +392,5 @@ def decide(request: DecisionRequest) -> DecisionReply:
         decisions=tuple(decisions),
         state=PolicyState(recommendations=history),
         unplaceable=tuple(routed.unplaceable),
+        recheck_at=min(rechecks, default=None),
     )

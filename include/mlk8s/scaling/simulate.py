@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mlk8s.scaling.autoscalers import Autoscaler, FixedPool, IdleTimeout, PolicyAutoscaler
 from mlk8s.scaling.model import PolicyConfig, ResourceDemand, WorkerGroupSpec
 from mlk8s.scaling.simulation import Simulation
-from mlk8s.scaling.trace import check_trace_fits, load_trace
+from mlk8s.scaling.trace import Task, check_trace_fits, load_trace
 
 FIELDS_HELP = """\
 Output: one JSON object.
@@ -44,66 +44,150 @@ Output: one JSON object.
     queue_wait_s.p95   95th percentile of the same (linear interpolation)
     queue_wait_s.max   the longest wait
     scale_events       decisions (interval x group) that changed a group's size
-    makespan_s         when the last task finished (the end of the run)
+    makespan_s         from when Airflow sees the first task to when the last one finishes
     peak_workers       most workers alive at once (pending included)
+Bad input (a flag out of range, a trace that cannot be replayed) is one line on stderr and exit status 2.
 """
 
 
+DAY = 86400.0
+WEEK = 7 * DAY
+#: At most this many DAG runs in the trace's span (each run is a decision or two when the policy pre-warms).
+MAX_DAGRUNS = 100_000
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One numeric flag: its type, default and the range that makes sense, which the parser enforces.
+
+    Ranges keep every run finite and meaningful: a run costs steps per task and per decision that changes
+    something, so what must be bounded is what multiplies decisions (the interval, the DAG period) and
+    what allocates workers (the group sizes).
+    """
+
+    name: str
+    kind: type[int] | type[float]
+    default: float | None
+    low: float
+    high: float
+    help: str
+    above_low: bool = False  # the value must be > low rather than >= low
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+    def check(self, value: float | None) -> None:
+        if value is None:
+            return
+        ok = (value > self.low if self.above_low else value >= self.low) and value <= self.high  # NaN fails
+        if not ok:
+            what = "an integer" if self.kind is int else "a number"
+            low = f"above {self.low:g}" if self.above_low else f"from {self.low:g}"
+            raise ValueError(f"{self.name}={value!r} is out of range; pass {what} {low} to {self.high:g}")
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("--pod-start-s", float, 60.0, 0, DAY, "seconds from requesting a worker to using it"),
+    Flag("--interval-s", float, 10.0, 1, DAY, "seconds between autoscaler decisions (a sensor cycle: >= 1)"),
+    Flag("--cpu-min", int, 0, 0, 1000, "CPU group min_workers"),
+    Flag("--cpu-max", int, 20, 0, 1000, "CPU group max_workers"),
+    Flag("--cpu-worker-cpus", float, 4.0, 0, 1024, "CPUs of one CPU worker", above_low=True),
+    Flag("--gpu-min", int, 0, 0, 1000, "GPU group min_workers"),
+    Flag("--gpu-max", int, 4, 0, 1000, "GPU group max_workers (0: no GPU group)"),
+    Flag("--gpu-worker-cpus", float, 4.0, 0, 1024, "CPUs of one GPU worker", above_low=True),
+    Flag("--gpu-worker-gpus", float, 1.0, 0, 64, "GPUs of one GPU worker", above_low=True),
+    Flag("--window-s", float, PolicyConfig.scale_down_window_s, 0, WEEK, "our policy's scale_down_window_s"),
+    Flag(
+        "--airflow-lead-s",
+        float,
+        30.0,
+        0,
+        DAY,
+        "seconds a task sits in Airflow's queue (seen by our policy only) before Ray sees its work",
+    ),
+    Flag(
+        "--backlog-grace-workers",
+        int,
+        PolicyConfig.backlog_grace_workers,
+        0,
+        1000,
+        "our policy's backlog_grace_workers",
+    ),
+    Flag(
+        "--dagrun-period-s",
+        float,
+        None,
+        60,
+        366 * DAY,
+        "the DAG behind the trace runs every this many seconds (gives the policy next_dagrun_run_after)",
+    ),
+    Flag("--dagrun-first-s", float, 0.0, -1e10, 1e10, "time of its first run (with --dagrun-period-s)"),
+    Flag("--prewarm-s", float, 0.0, 0, WEEK, "our policy pre-warms this long before each run"),
+    Flag("--prewarm-workers", int, 0, 0, 1000, "CPU workers to have ready for each run"),
+    Flag(
+        "--pending-timeout-s",
+        float,
+        PolicyConfig.pending_timeout_s,
+        0,
+        WEEK,
+        "our policy's pending_timeout_s: a group with a pod Pending this long stops growing",
+    ),
+    Flag(
+        "--gpu-capacity",
+        int,
+        None,
+        1,
+        1000,
+        "at most this many GPU pods fit the cluster at once; the rest stay Pending (default: no limit)",
+    ),
+    Flag("--idle-timeout-s", float, 60.0, 0, WEEK, "idle_timeout baseline: idleTimeoutSeconds"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line (the flag and the fix), exit status 2, as for every refused value."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m mlk8s.scaling.simulate",
         description=(__doc__ or "").split("\n\n")[0],
         epilog=FIELDS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--trace", type=Path, required=True, help="CSV with header submit_s,duration_s,cpus,gpus")
-    p.add_argument("--pod-start-s", type=float, default=60.0, help="seconds from requesting a worker to using it")
-    p.add_argument("--interval-s", type=float, default=10.0, help="seconds between autoscaler decisions")
-    p.add_argument("--cpu-min", type=int, default=0, help="CPU group min_workers")
-    p.add_argument("--cpu-max", type=int, default=20, help="CPU group max_workers")
-    p.add_argument("--cpu-worker-cpus", type=float, default=4.0, help="CPUs of one CPU worker")
-    p.add_argument("--gpu-min", type=int, default=0, help="GPU group min_workers")
-    p.add_argument("--gpu-max", type=int, default=4, help="GPU group max_workers (0: no GPU group)")
-    p.add_argument("--gpu-worker-cpus", type=float, default=4.0, help="CPUs of one GPU worker")
-    p.add_argument("--gpu-worker-gpus", type=float, default=1.0, help="GPUs of one GPU worker")
-    p.add_argument(
-        "--window-s", type=float, default=PolicyConfig.scale_down_window_s, help="our policy's scale_down_window_s"
-    )
-    p.add_argument(
-        "--airflow-lead-s",
-        type=float,
-        default=30.0,
-        help="seconds a task sits in Airflow's queue (seen by our policy only) before Ray sees its work",
-    )
-    p.add_argument(
-        "--backlog-grace-workers",
-        type=int,
-        default=PolicyConfig.backlog_grace_workers,
-        help="our policy's backlog_grace_workers",
-    )
-    p.add_argument(
-        "--dagrun-period-s",
-        type=float,
-        default=None,
-        help="the DAG behind the trace runs every this many seconds (gives the policy next_dagrun_run_after)",
-    )
-    p.add_argument("--dagrun-first-s", type=float, default=0.0, help="time of its first run (with --dagrun-period-s)")
-    p.add_argument("--prewarm-s", type=float, default=0.0, help="our policy pre-warms this long before each run")
-    p.add_argument("--prewarm-workers", type=int, default=0, help="CPU workers to have ready for each run")
-    p.add_argument(
-        "--pending-timeout-s",
-        type=float,
-        default=PolicyConfig.pending_timeout_s,
-        help="our policy's pending_timeout_s: a group with a pod Pending this long stops growing",
-    )
-    p.add_argument(
-        "--gpu-capacity",
-        type=int,
-        default=None,
-        help="at most this many GPU pods fit the cluster at once; the rest stay Pending (default: no limit)",
-    )
-    p.add_argument("--idle-timeout-s", type=float, default=60.0, help="idle_timeout baseline: idleTimeoutSeconds")
+    for f in FLAGS:
+        span = f"{'>' if f.above_low else ''}{f.low:g}..{f.high:g}"
+        p.add_argument(f.name, type=f.kind, default=f.default, help=f"{f.help} [{span}]")
     return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse out-of-range flags and flags that contradict each other, naming the flag and the fix."""
+    for f in FLAGS:
+        f.check(getattr(args, f.dest))
+    if args.dagrun_period_s is not None and args.prewarm_s >= args.dagrun_period_s:
+        raise ValueError(
+            f"--prewarm-s={args.prewarm_s:g} is not shorter than --dagrun-period-s={args.dagrun_period_s:g}; "
+            "pre-warm for less than the time between runs"
+        )
+
+
+def check_dagruns(args: argparse.Namespace, tasks: Sequence[Task]) -> None:
+    """A DAG period so short that the trace spans more than MAX_DAGRUNS runs is refused (each is a decision)."""
+    if args.dagrun_period_s is None:
+        return
+    runs = (tasks[-1].submit_s - tasks[0].submit_s) / args.dagrun_period_s
+    if runs > MAX_DAGRUNS:
+        raise ValueError(
+            f"--dagrun-period-s={args.dagrun_period_s:g} gives {runs:.3g} DAG runs over the trace's "
+            f"{tasks[-1].submit_s - tasks[0].submit_s:g} s; pass a period of at least "
+            f"{(tasks[-1].submit_s - tasks[0].submit_s) / MAX_DAGRUNS:.3g} s (at most {MAX_DAGRUNS:,} runs)"
+        )
 
 
 def groups_from_args(args: argparse.Namespace) -> list[WorkerGroupSpec]:
@@ -128,20 +212,12 @@ def config_from_args(args: argparse.Namespace) -> PolicyConfig:
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
     """Run the three policies on ``args.trace``; the JSON object that ``main`` prints (see FIELDS_HELP)."""
-    for name in ("pod_start_s", "window_s", "idle_timeout_s", "airflow_lead_s", "prewarm_s", "pending_timeout_s"):
-        value = getattr(args, name)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"--{name.replace('_', '-')}={value}: pass seconds >= 0")
-    if args.interval_s <= 0 or not math.isfinite(args.interval_s):
-        raise ValueError(f"--interval-s={args.interval_s}: pass seconds > 0")
-    if args.dagrun_period_s is not None and args.dagrun_period_s <= 0:
-        raise ValueError(f"--dagrun-period-s={args.dagrun_period_s}: pass seconds > 0, or leave it out")
-    if args.prewarm_workers < 0:
-        raise ValueError(f"--prewarm-workers={args.prewarm_workers}: pass a count >= 0")
+    check_args(args)
     groups = groups_from_args(args)
     config = config_from_args(args)
     tasks = load_trace(args.trace)
     check_trace_fits(tasks, groups)
+    check_dagruns(args, tasks)
     schedule = None
     if args.dagrun_period_s is not None:
         schedule = (args.dagrun_first_s, args.dagrun_period_s)

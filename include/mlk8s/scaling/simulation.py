@@ -7,6 +7,13 @@ moment a node takes it (the node is billed while the pod starts). CPU-only tasks
 GPU tasks only on GPU workers. Among workers with room, a task goes to the fullest one, so lightly used
 workers drain and can be removed; the same placement serves every autoscaler. The autoscaler acts every
 ``interval_s`` seconds on what a sensor would see at that moment (:class:`~mlk8s.scaling.autoscalers.View`).
+
+The clock jumps from event to event (a task submitted to Ray or seen by Airflow, a task ending, a pod becoming
+ready, a DAG run time passing) and to the decision ticks, which fall on a grid of ``interval_s`` from the
+start of the run. After a decision that changed nothing, the ticks before the next event, or before the
+time the autoscaler says it could decide otherwise (its ``recheck_at``), are skipped: they would see the
+same view and hold again. So a run costs steps per task and per decision that can change something, not per
+simulated second: an epoch-stamped trace or a week of quiet replays as fast as a busy hour.
 """
 
 from __future__ import annotations
@@ -23,14 +30,15 @@ from mlk8s.scaling.model import QueueSnapshot, ResourceDemand, Worker, WorkerGro
 from mlk8s.scaling.policy import Decision
 from mlk8s.scaling.trace import Task, check_trace_fits
 
-#: A run in which nothing starts or finishes for this long, with work still queued, is stuck.
-STALL_S = 7 * 24 * 3600.0
+#: Decisions in a row that change the pool while nothing else happens: an autoscaler that flaps without end.
+MAX_CHANGES_WITHOUT_EVENT = 1000
 
 Shape = tuple[float, float]
 
 
 class SimulationError(RuntimeError):
-    """An autoscaler broke a rule the simulator enforces (removed a busy worker, inconsistent decision, stall)."""
+    """An autoscaler broke a rule the simulator enforces (removed a busy worker, inconsistent decision, stall,
+    flapping)."""
 
 
 @dataclass
@@ -108,7 +116,8 @@ class Simulation:
     ``dagrun_schedule`` (first run, period) is what Airflow's next_dagrun_run_after reports to the policy.
     ``gpu_capacity`` caps the GPU pods the cluster can place at once (a quota, scarce GPU nodes): the rest
     stay Pending, costing nothing, until a placed GPU worker is removed. ``initial`` gives each group's size
-    at the start (workers ready at once).
+    at the start (workers ready at once). The run starts when Airflow sees the first task (its submission
+    less ``airflow_lead_s``), whatever the trace's clock (seconds from 0, or Unix time).
     """
 
     def __init__(
@@ -124,11 +133,11 @@ class Simulation:
         gpu_capacity: int | None = None,
         initial: Callable[[WorkerGroupSpec], int] = _min_workers,
     ) -> None:
-        if interval_s <= 0:
+        if not (interval_s > 0 and math.isfinite(interval_s)):
             raise ValueError(f"interval_s={interval_s}; pass a decision interval > 0 seconds")
-        if airflow_lead_s < 0:
+        if not (airflow_lead_s >= 0 and math.isfinite(airflow_lead_s)):
             raise ValueError(f"airflow_lead_s={airflow_lead_s}; pass a lead >= 0 seconds")
-        if pod_start_s < 0:
+        if not (pod_start_s >= 0 and math.isfinite(pod_start_s)):
             raise ValueError(f"pod_start_s={pod_start_s}; pass a pod start delay >= 0 seconds")
         if gpu_capacity is not None and gpu_capacity < 1:
             raise ValueError(f"gpu_capacity={gpu_capacity}; pass at least 1, or None for no limit")
@@ -155,12 +164,14 @@ class Simulation:
         self.next_arrival = 0  # tasks[:next_arrival] have been submitted to Ray
         self.visible = 0  # tasks[:visible] are known to Airflow
         self.scale_events = 0
-        self.last_progress = 0.0
-        self.now = 0.0
-        self.tick = 0.0
+        self.start = tasks[0].submit_s - airflow_lead_s if tasks else 0.0
+        self.now = self.start
+        self.tick_index = 0  # decision ticks fall at start + k * interval_s
+        self.tick: float | None = self.start  # the next decision; None: none until an event
+        self.changes_without_event = 0
         for spec in groups:
             for _ in range(initial(spec)):
-                self._add_worker(spec, 0.0, 0.0)
+                self._add_worker(spec, self.start, self.start)
         self.peak = len(self.workers)
 
     # --- workers ---------------------------------------------------------------------------------------
@@ -246,7 +257,6 @@ class Simulation:
             self.running -= 1
             if w.running == 0:
                 w.idle_since = now
-            self.last_progress = now
 
     def _arrive_due(self, now: float) -> None:
         while self.next_arrival < len(self.tasks) and self.tasks[self.next_arrival].submit_s <= now:
@@ -318,40 +328,75 @@ class Simulation:
         return 1 if d.remove else 0
 
     def _decide(self, now: float) -> None:
-        if now - self.last_progress > STALL_S and self.queued:
-            raise SimulationError(f"no task started or finished for {STALL_S:g} s with {self.queued} queued")
         view = self._view(now)
+        changed = 0
         for d in self.autoscaler.step(view):
-            self.scale_events += self._apply(d, now)
+            changed += self._apply(d, now)
+        self.scale_events += changed
         self.live[:] = [w for w in self.live if w.removed_at is None]
         self._schedule_pending(now, self.pod_start_s)
         self.peak = max(self.peak, len(self.live))
         self._place(now)
-        self.tick = now + self.interval_s
+        if changed:
+            self.changes_without_event += 1
+            if self.changes_without_event > MAX_CHANGES_WITHOUT_EVENT:
+                raise SimulationError(
+                    f"the autoscaler changed the pool at {MAX_CHANGES_WITHOUT_EVENT} decisions in a row "
+                    "while no task arrived or ended and no pod became ready: it flaps"
+                )
+            self.tick = self._tick_at_or_after(math.nextafter(now, math.inf))
+            return
+        # A hold: the same view holds again until an event changes it or the autoscaler's own clock runs out.
+        wake = [t for t in (self._next_event(), self.autoscaler.recheck_at(view)) if t is not None]
+        self.tick = self._tick_at_or_after(min(wake)) if wake else None
 
     # --- the clock -------------------------------------------------------------------------------------
 
-    def _next_time(self) -> float:
-        candidates = [self.tick]
+    def _tick_at_or_after(self, t: float) -> float:
+        """The first decision tick of the grid at or after ``t`` (and after the last one)."""
+        k = max(self.tick_index + 1, math.ceil((t - self.start) / self.interval_s))
+        while k > self.tick_index + 1 and self.start + (k - 1) * self.interval_s >= t:
+            k -= 1
+        while self.start + k * self.interval_s < t:
+            k += 1
+        self.tick_index = k
+        return self.start + k * self.interval_s
+
+    def _next_event(self) -> float | None:
+        """The next time the world changes on its own: a task is submitted to Ray or seen by Airflow, a task
+        ends, a pod becomes ready, or a DAG run time passes (Airflow's next_dagrun_run_after moves on)."""
+        if self.completions and self.completions[0][0] <= self.now:
+            return self.now  # a task placed just now is so short that it ends now
+        times = []
         if self.next_arrival < len(self.tasks):
-            candidates.append(self.tasks[self.next_arrival].submit_s)
+            times.append(self.tasks[self.next_arrival].submit_s)
+        if self.visible < len(self.tasks):
+            times.append(self.tasks[self.visible].submit_s - self.airflow_lead_s)
         if self.completions:
-            candidates.append(self.completions[0][0])
-        pending_ready = [w.ready_at for w in self.live if self.now < w.ready_at < math.inf]
-        if pending_ready:
-            candidates.append(min(pending_ready))
-        return min(candidates)
+            times.append(self.completions[0][0])
+        times += [w.ready_at for w in self.live if self.now < w.ready_at < math.inf]
+        if (next_run := self._next_run(self.now)) is not None:
+            times.append(next_run)
+        later = [t for t in times if t > self.now]
+        return min(later, default=None)
 
     def run(self) -> RunResult:
         """Replay the whole trace; the figures of the run."""
         while self.next_arrival < len(self.tasks) or self.queued or self.running:
-            now = self.now = self._next_time()
+            event = self._next_event()
+            if event is None and self.tick is None:
+                raise SimulationError(
+                    f"{self.queued} task(s) queued can never start: no task runs, no pod is starting, and the "
+                    "autoscaler holds the pool as it is"
+                )
+            now = self.now = min(t for t in (event, self.tick) if t is not None)
+            if now == event:
+                self.changes_without_event = 0
             self._finish_due(now)
             self._arrive_due(now)
-            before = len(self.waits)
             self._place(now)
-            if len(self.waits) != before:
-                self.last_progress = now
+            if self.tick is None:  # the event changed the view: decide at the next tick
+                self.tick = self._tick_at_or_after(now)
             if now >= self.tick:
                 self._decide(now)
         return self._result()
@@ -375,6 +420,6 @@ class Simulation:
             p95=percentile(waits, 0.95),
             max=waits[-1] if waits else 0.0,
             scale_events=self.scale_events,
-            makespan_s=end,
+            makespan_s=end - self.start,
             peak_workers=self.peak,
         )

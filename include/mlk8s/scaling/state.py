@@ -21,9 +21,9 @@ class PolicyState:
     """What the policy remembers between decisions: what the backlog asked for recently, per group.
 
     ``recommendations[group]`` holds ``(time, workers)`` pairs from the scale-down window: how many workers
-    beyond the busy ones the demand asked for at that time. Only pairs that can still be the window's
-    maximum are kept (each is larger than every later one), so it stays a handful of entries. Treat it as
-    opaque; round-trip it through :meth:`to_json`/:meth:`from_json`.
+    beyond the busy ones the demand asked for from that time on (until the next pair). Only pairs that can
+    still be the window's maximum are kept (each is larger than every later one), so it stays a handful of
+    entries. Treat it as opaque; round-trip it through :meth:`to_json`/:meth:`from_json`.
     """
 
     recommendations: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)

@@ -17,6 +17,9 @@ from mlk8s.scaling.packing import group_for
 
 TRACE_HEADER = ("submit_s", "duration_s", "cpus", "gpus")
 
+#: The largest time a trace may hold, in seconds (about 317 years: Unix time in seconds fits, milliseconds not).
+MAX_TRACE_S = 1e10
+
 
 class TraceError(ValueError):
     """A trace that cannot be replayed; the message names the line, the field and the fix."""
@@ -43,6 +46,11 @@ def _number(text: str, line: int, name: str) -> float:
         raise TraceError(f"trace line {line}: {name}={text!r} is not a number; write a plain number") from None
     if not math.isfinite(value) or value < 0:
         raise TraceError(f"trace line {line}: {name}={text!r}; it must be a finite number >= 0")
+    if name in ("submit_s", "duration_s") and value > MAX_TRACE_S:
+        raise TraceError(
+            f"trace line {line}: {name}={text!r} is more than {MAX_TRACE_S:g} s; write seconds "
+            "(a millisecond timestamp divided by 1000)"
+        )
     return value
 
 
@@ -62,9 +70,21 @@ def _task(row: Sequence[str], line: int) -> Task:
 def load_trace(path: Path) -> list[Task]:
     """Read a trace CSV (header exactly ``submit_s,duration_s,cpus,gpus``), sorted by submit time."""
     if not path.is_file():
-        raise TraceError(f"--trace {path}: no such file; pass a CSV with header {','.join(TRACE_HEADER)}")
+        what = "not a file" if path.exists() else "no such file"
+        raise TraceError(f"--trace {path}: {what}; pass a CSV with header {','.join(TRACE_HEADER)}")
+    try:
+        tasks = _read(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TraceError(f"--trace {path}: cannot be read as CSV text ({exc}); pass a UTF-8 CSV file") from None
+    if not tasks:
+        raise TraceError(f"trace {path}: no tasks after the header; add rows or pass another trace")
+    tasks.sort(key=lambda t: t.submit_s)
+    return tasks
+
+
+def _read(path: Path) -> list[Task]:
     tasks: list[Task] = []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != TRACE_HEADER:
@@ -74,9 +94,6 @@ def load_trace(path: Path) -> list[Task]:
         for line, row in enumerate(reader, start=2):
             if row and any(c.strip() for c in row):
                 tasks.append(_task(row, line))
-    if not tasks:
-        raise TraceError(f"trace {path}: no tasks after the header; add rows or pass another trace")
-    tasks.sort(key=lambda t: t.submit_s)
     return tasks
 
 

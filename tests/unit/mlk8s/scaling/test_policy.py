@@ -189,8 +189,11 @@ def test_scale_down_waits_for_the_window_then_removes_only_idle_workers() -> Non
     assert (d.target, d.remove) == (6, ())
     assert d.why[0] == HoldForWindow(current=6, recommended=4, asked=2, busy=4, window_s=60.0)
     assert d.reason.startswith("hold 6")
-    # The window has passed with no backlog: down to the busy workers, never touching them.
+    # The ask for two held until the decision at 30 saw none: within a window of that, hold them still.
     decisions, state = run(61.0, drained, config=config, state=state)
+    assert (one(decisions).target, one(decisions).remove) == (6, ())
+    # A whole window without the ask: down to the busy workers, never touching them.
+    decisions, state = run(90.0, drained, config=config, state=state)
     d = one(decisions)
     assert (d.target, sorted(d.remove)) == (4, ["cpu-5", "cpu-6"])
     assert d.reason.startswith("scale down 6 -> 4")
@@ -524,3 +527,52 @@ def test_a_group_shrinks_only_to_what_the_demand_left_unasked_for_the_whole_wind
             asked = max(extra for t, extra in history if t > now - config.scale_down_window_s or t == now)
             assert d.target >= min(d.current, n_busy + asked, max(specs[0].max_workers, n_busy))
         now += dt
+
+
+# --- recheck_at: when the same inputs may decide otherwise ------------------------------------------------
+
+
+def recheck(now: float, workers: list[Worker], **kwargs: object) -> float | None:
+    state = kwargs.pop("state", None) or PolicyState()
+    return decide(
+        DecisionRequest(now, GROUPS, workers, kwargs.pop("queues", [NO_QUEUE]), [], state=state, **kwargs)  # type: ignore[arg-type]
+    ).recheck_at
+
+
+def test_recheck_at_is_when_the_window_lets_idle_workers_go() -> None:
+    config = PolicyConfig(scale_down_window_s=60.0)
+    _, state = run(0.0, [busy(1)], [ResourceDemand(cpus=4, count=2)], config=config)
+    drained = [busy(1), idle(2, since=20.0), idle(3, since=20.0)]
+    reply = decide(DecisionRequest(30.0, GROUPS, drained, [NO_QUEUE], [], config, state))
+    assert one(reply.decisions).target == 3  # held by the window
+    assert reply.recheck_at == 90.0  # one window after the decision at 30 saw the ask end
+    later = decide(DecisionRequest(90.0, GROUPS, drained, [NO_QUEUE], [], config, reply.state))
+    assert one(later.decisions).target == 1
+    assert later.recheck_at is None  # nothing left to expire: the same inputs hold for ever
+
+
+def test_recheck_at_is_just_after_a_pending_pod_times_out() -> None:
+    config = PolicyConfig(pending_timeout_s=300.0)
+    pending = Worker(id="cpu-2", group="cpu", busy=False, started_at=0.0, pending=True)
+    t = recheck(100.0, [busy(1), pending], config=config)
+    assert t is not None and 300.0 < t < 300.0 + 1e-9
+
+
+def test_recheck_at_is_when_pre_warming_begins_and_ends() -> None:
+    config = PolicyConfig(prewarm_s=120.0, prewarm_demand=(ResourceDemand(cpus=4, count=3),))
+    queues = [QueueSnapshot(next_dagrun_run_after=1000.0)]
+    assert recheck(500.0, [], config=config, queues=queues) == 880.0
+    t = recheck(900.0, [], config=config, queues=queues)
+    assert t is not None and 1000.0 < t < 1000.0 + 1e-9
+    assert recheck(500.0, [], config=PolicyConfig(), queues=queues) is None  # no pre-warm: the run time is moot
+
+
+@SETTINGS
+@given(scenarios(), st.floats(0.001, 0.999))
+def test_the_same_inputs_decide_the_same_until_recheck_at(scenario: tuple, fraction: float) -> None:  # type: ignore[type-arg]
+    now, specs, workers, queue, demand, config, state = scenario
+    first = decide(DecisionRequest(now, specs, workers, [queue], demand, config, state))
+    until = first.recheck_at if first.recheck_at is not None else now + 10 * 86400
+    later_now = now + fraction * (until - now)
+    later = decide(DecisionRequest(later_now, specs, workers, [queue], demand, config, first.state))
+    assert [(d.target, d.remove) for d in later.decisions] == [(d.target, d.remove) for d in first.decisions]
