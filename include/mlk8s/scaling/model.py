@@ -207,6 +207,11 @@ class PolicyConfig:
       sized for ``prewarm_demand`` (0 or empty: no pre-warming).
     - ``pending_timeout_s``: a group with a pod Pending longer than this stops growing (the cluster has no
       room for it; asking for more pods only adds more Pending pods).
+    - ``warm_pool`` and ``cold_start_cost_s``: the adaptive warm pool (:mod:`mlk8s.scaling.warm_pool`). Once a
+      level of a group (its k-th worker) has a few observed idle gaps, its idle worker is kept for the
+      keep-alive that would have cost least over them, counting ``cold_start_cost_s`` idle-worker-seconds per
+      cold start (the pod start billed again plus the next task's wait for it): longer than the window where
+      work comes back soon, shorter where it does not. Off, the window alone decides.
     """
 
     scale_down_window_s: float = 60.0
@@ -217,14 +222,20 @@ class PolicyConfig:
     prewarm_s: float = 0.0
     prewarm_demand: tuple[ResourceDemand, ...] = ()
     pending_timeout_s: float = 600.0
+    warm_pool: bool = True
+    cold_start_cost_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("scale_down_window_s", "prewarm_s", "pending_timeout_s"):
+        for name in ("scale_down_window_s", "prewarm_s", "pending_timeout_s", "cold_start_cost_s"):
             value = getattr(self, name)
             require(
                 is_finite(value) and value >= 0,
                 f"PolicyConfig.{name}={value!r}; pass a duration in seconds >= 0",
             )
+        require(
+            isinstance(self.warm_pool, bool),
+            f"PolicyConfig.warm_pool={self.warm_pool!r}; pass true or false",
+        )
         require(
             isinstance(self.backlog_grace_workers, int) and self.backlog_grace_workers >= 0,
             f"PolicyConfig.backlog_grace_workers={self.backlog_grace_workers!r}; pass an integer >= 0",

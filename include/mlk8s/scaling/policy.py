@@ -32,6 +32,7 @@ from mlk8s.scaling.reasons import (
     DemandSummary,
     Hold,
     HoldForWindow,
+    HoldWarm,
     Need,
     PendingTooLong,
     Prewarm,
@@ -42,9 +43,11 @@ from mlk8s.scaling.reasons import (
     ScaleDown,
     ScaleUp,
     Unplaceable,
+    WarmPool,
     describe,
 )
 from mlk8s.scaling.state import PolicyState
+from mlk8s.scaling.warm_pool import LevelHistory, WarmLevel, judge, observe
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,8 @@ def _need(spec: WorkerGroupSpec, mine: Sequence[Worker], busy: int, routed: _Rou
     queued_work = routed.backlog[spec.name]
     for_ray = workers_needed(ray_pending, spec, slack)
     for_all = workers_needed(ray_pending + queued_work, spec, slack)
-    grace = min(for_all - for_ray, config.backlog_grace_workers)
+    # The grace rests on running tasks freeing room while new pods start: with none running, none is freed.
+    grace = min(for_all - for_ray, config.backlog_grace_workers, busy)
     need = busy + for_all - grace
     floor = workers_needed(routed.floor[spec.name], spec)
     if floor > need:
@@ -262,14 +266,14 @@ def _window(
     same result as calls made at every interval. Only entries that can still be that maximum are kept (each
     larger than every later one), so the window stays a handful of entries.
     """
-    horizon = now - config.scale_down_window_s
     kept = list(entries)
-    while len(kept) > 1 and kept[1][0] <= horizon:  # superseded before the window began
-        kept.pop(0)
     since = now
     while kept and kept[-1][1] <= extra:  # a larger or equal ask covers the smaller ones before it
         since = kept.pop()[0]
     kept.append((since, extra))
+    horizon = now - config.scale_down_window_s
+    while len(kept) > 1 and kept[1][0] <= horizon:  # superseded before the window began
+        kept.pop(0)
     return tuple(kept)
 
 
@@ -302,9 +306,39 @@ def _prewarm_recheck(routed: _Routed, now: float, config: PolicyConfig) -> float
 
 
 @dataclass(frozen=True)
+class _Warm:
+    """The workers kept idle, and the warm pool's verdicts where it decided otherwise than the window."""
+
+    kept: int
+    verdicts: tuple[WarmLevel, ...]
+    recheck_at: float | None
+
+
+def _warm(
+    levels: Sequence[LevelHistory], busy: int, current: int, window_kept: int, now: float, config: PolicyConfig
+) -> _Warm:
+    """How many workers stay: each idle level (busy < k <= current) with enough history is kept while its idle
+    time is within its keep-alive; a level without enough history is kept as the window says."""
+    kept = busy
+    verdicts: list[WarmLevel] = []
+    rechecks: list[float] = []
+    for k in range(busy + 1, current + 1):
+        verdict = judge(levels, k, now, config.cold_start_cost_s) if config.warm_pool else None
+        keep = verdict.keep if verdict is not None else k <= window_kept
+        if keep:
+            kept = k
+        if verdict is not None and verdict.keep != (k <= window_kept):
+            verdicts.append(verdict)
+        if verdict is not None and (release_at := verdict.release_at) is not None:
+            rechecks.append(_later(release_at, now))
+    return _Warm(kept, tuple(verdicts), min(rechecks, default=None))
+
+
+@dataclass(frozen=True)
 class _GroupOutcome:
     decision: Decision
     entries: tuple[tuple[float, int], ...]  # the scale-down window for the next call
+    levels: tuple[LevelHistory, ...]  # what the warm pool knows of each level, for the next call
     recheck_at: float | None
 
 
@@ -335,7 +369,9 @@ def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Rout
     extra = max(0, recommended - busy, wanted - busy)
     entries = _window(request.state.recommendations.get(spec.name, ()), now, extra, config)
     asked = entries[0][1]
-    kept = busy + asked
+    levels = observe(request.state.levels.get(spec.name, ()), busy + extra, now) if config.warm_pool else ()
+    warm = _warm(levels, busy, current, busy + asked, now, config)
+    kept = warm.kept
 
     target = recommended if recommended >= current else min(current, max(kept, recommended))
     target = max(min(target, spec.max_workers), spec.min_workers, busy)
@@ -350,11 +386,14 @@ def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Rout
         remove = tuple(w.id for w in removable[: current - target])
         above_max = current > spec.max_workers and target == spec.max_workers
         action = ScaleDown(current, target, remove, above_max, asked, config.scale_down_window_s)
+    elif recommended < current and kept > busy + asked:
+        action = HoldWarm(current, recommended, busy)
     elif recommended < current:
         action = HoldForWindow(current, recommended, asked, busy, config.scale_down_window_s)
     else:
         action = Hold(current)
-    why = (action, counts, *need.why, *limits, *tail)
+    warm_why: tuple[Reason, ...] = (WarmPool(kept, busy + asked, warm.verdicts, config.cold_start_cost_s),)
+    why = (action, counts, *need.why, *limits, *tail, *(warm_why if warm.verdicts else ()))
     decision = Decision(
         group=spec.name,
         current=current,
@@ -364,7 +403,8 @@ def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Rout
         recommended=recommended,
         why=why,
     )
-    return _GroupOutcome(decision, entries, _group_recheck(entries, pending, now, config))
+    rechecks = [t for t in (_group_recheck(entries, pending, now, config), warm.recheck_at) if t is not None]
+    return _GroupOutcome(decision, entries, levels, min(rechecks, default=None))
 
 
 def decide(request: DecisionRequest) -> DecisionReply:
@@ -375,12 +415,14 @@ def decide(request: DecisionRequest) -> DecisionReply:
     which Ray has not seen yet) beyond ``backlog_grace_workers``. Without Ray's demand, all of Airflow's
     tasks, running ones included, stand in for it. Near the next DAG run the need is at least the pre-warm
     demand. Growth is immediate, to the whole need; idle workers go only once the backlog has not asked for
-    them during the scale-down window; busy workers never go.
+    them during the scale-down window, or, for a level of the group whose idle gaps the warm pool has
+    learnt, once it has been idle longer than its keep-alive; busy workers never go.
     """
     routed = _route(request)
     outcomes = [_decide_group(spec, request, routed) for spec in request.groups]
     decisions = [o.decision for o in outcomes]
     history = {spec.name: o.entries for spec, o in zip(request.groups, outcomes)}
+    levels = {spec.name: o.levels for spec, o in zip(request.groups, outcomes) if o.levels}
     rechecks = [t for o in outcomes if (t := o.recheck_at) is not None]
     if (t := _prewarm_recheck(routed, request.now, request.config)) is not None:
         rechecks.append(t)
@@ -390,7 +432,7 @@ def decide(request: DecisionRequest) -> DecisionReply:
         decisions[0] = replace(first, reason=describe(why), why=why)
     return DecisionReply(
         decisions=tuple(decisions),
-        state=PolicyState(recommendations=history),
+        state=PolicyState(recommendations=history, levels=levels),
         unplaceable=tuple(routed.unplaceable),
         recheck_at=min(rechecks, default=None),
     )

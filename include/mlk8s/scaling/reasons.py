@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlk8s.scaling.model import ResourceDemand
+from mlk8s.scaling.warm_pool import WarmLevel
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,21 @@ class HoldForWindow:
         return (
             f"hold {self.current}: need {self.recommended} now, but the backlog asked for {self.asked} "
             f"beyond the {self.busy} busy within the last {self.window_s:g} s (scale-down window)"
+        )
+
+
+@dataclass(frozen=True)
+class HoldWarm:
+    """Demand alone calls for fewer workers, but the warm pool keeps idle ones (see :class:`WarmPool`)."""
+
+    current: int
+    recommended: int
+    busy: int
+
+    def text(self) -> str:
+        return (
+            f"hold {self.current}: need {self.recommended} now, but the warm pool keeps "
+            f"{self.current - max(self.busy, self.recommended)} idle for work that came back soon before"
         )
 
 
@@ -196,6 +212,29 @@ class BusyAboveMax:
 
 
 @dataclass(frozen=True)
+class WarmPool:
+    """The warm pool kept ``kept`` workers where the window alone would keep ``window_kept``; ``verdicts`` are
+    the levels it judged otherwise (each: idle so far, its keep-alive, over how many gaps)."""
+
+    kept: int
+    window_kept: int
+    verdicts: tuple[WarmLevel, ...]
+    cold_start_cost_s: float
+
+    def text(self) -> str:
+        levels = ", ".join(
+            f"level {v.level} idle {v.idle_s:.0f} s {'<' if v.keep else '>='} keep-alive {v.keep_alive_s:.0f} s"
+            f" ({v.gaps} gaps)"
+            for v in self.verdicts
+        )
+        verb = "keeps" if self.kept > self.window_kept else "releases"
+        return (
+            f"warm pool {verb} to {self.kept} (window: {self.window_kept}): {levels}; "
+            f"ski rental at {self.cold_start_cost_s:g} s per cold start"
+        )
+
+
+@dataclass(frozen=True)
 class Unplaceable:
     """Demand that fits no group (noted on the first group's decision)."""
 
@@ -209,6 +248,7 @@ Reason = (
     ScaleUp
     | ScaleDown
     | HoldForWindow
+    | HoldWarm
     | Hold
     | Counts
     | RayDemandUnknown
@@ -220,6 +260,7 @@ Reason = (
     | RaisedToMin
     | PendingTooLong
     | BusyAboveMax
+    | WarmPool
     | Unplaceable
 )
 

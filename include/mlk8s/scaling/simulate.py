@@ -34,7 +34,8 @@ from mlk8s.scaling.trace import Task, check_trace_fits, load_trace
 FIELDS_HELP = """\
 Output: one JSON object.
   trace, tasks, pod_start_s, interval_s, airflow_lead_s, window_s, backlog_grace_workers,
-  prewarm_s, prewarm_workers, pending_timeout_s, gpu_capacity, idle_timeout_s   the inputs
+  prewarm_s, prewarm_workers, pending_timeout_s, gpu_capacity, idle_timeout_s,
+  warm_pool, cold_start_cost_s            the inputs
   groups                                  the worker groups: name, min, max, cpus, gpus per worker
   policies.<name>                         for each of: policy (ours), fixed_pool, idle_timeout
     worker_hours       sum over workers of (removed or end of run - placed on a node) / 3600; includes
@@ -142,6 +143,14 @@ FLAGS: tuple[Flag, ...] = (
         "at most this many GPU pods fit the cluster at once; the rest stay Pending (default: no limit)",
     ),
     Flag("--idle-timeout-s", float, 60.0, 0, WEEK, "idle_timeout baseline: idleTimeoutSeconds"),
+    Flag(
+        "--cold-start-cost-s",
+        float,
+        PolicyConfig.cold_start_cost_s,
+        0,
+        DAY,
+        "our policy's cold_start_cost_s: idle-worker-seconds one cold start is worth to its warm pool",
+    ),
 )
 
 
@@ -163,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     for f in FLAGS:
         span = f"{'>' if f.above_low else ''}{f.low:g}..{f.high:g}"
         p.add_argument(f.name, type=f.kind, default=f.default, help=f"{f.help} [{span}]")
+    p.add_argument(
+        "--warm-pool",
+        choices=("on", "off"),
+        default="on" if PolicyConfig.warm_pool else "off",
+        help="our policy's adaptive warm pool (off: the scale-down window alone lets idle workers go)",
+    )
     return p
 
 
@@ -207,6 +222,8 @@ def config_from_args(args: argparse.Namespace) -> PolicyConfig:
         prewarm_s=args.prewarm_s,
         prewarm_demand=prewarm,
         pending_timeout_s=args.pending_timeout_s,
+        warm_pool=args.warm_pool == "on",
+        cold_start_cost_s=args.cold_start_cost_s,
     )
 
 
@@ -239,6 +256,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         "pending_timeout_s": args.pending_timeout_s,
         "gpu_capacity": args.gpu_capacity,
         "idle_timeout_s": args.idle_timeout_s,
+        "warm_pool": args.warm_pool,
+        "cold_start_cost_s": args.cold_start_cost_s,
         "groups": [
             {
                 "name": g.name,

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlk8s.scaling import (
@@ -30,12 +30,15 @@ from mlk8s.scaling.reasons import (
     CappedAtMax,
     DemandSummary,
     HoldForWindow,
+    HoldWarm,
     PendingTooLong,
     Prewarm,
     RayDemandUnknown,
     ScaleUp,
     Unplaceable,
+    WarmPool,
 )
+from mlk8s.scaling.warm_pool import LevelHistory, WarmLevel
 
 CPU = WorkerGroupSpec("cpu", min_workers=0, max_workers=10, cpus_per_worker=4)
 GPU = WorkerGroupSpec("gpu", min_workers=0, max_workers=3, cpus_per_worker=4, gpus_per_worker=1)
@@ -384,6 +387,7 @@ configs = st.builds(
     prewarm_s=st.sampled_from([0.0, 300.0]),
     prewarm_demand=st.sampled_from([(), (ResourceDemand(cpus=2, count=6),)]),
     pending_timeout_s=st.sampled_from([60.0, 600.0]),
+    warm_pool=st.booleans(),
 )
 
 
@@ -509,7 +513,9 @@ def test_a_group_shrinks_only_to_what_the_demand_left_unasked_for_the_whole_wind
     steps: list[tuple[int, int, list[ResourceDemand], float]],
 ) -> None:
     """Whatever the input does, a scale-down keeps the busy workers plus the most extra the demand asked for
-    at any decision in the window (growth is immediate, to the whole recommendation)."""
+    at any decision in the window (growth is immediate, to the whole recommendation). The window's own
+    property: the warm pool, which may release sooner where it has learnt to, is off."""
+    config = dataclasses.replace(config, warm_pool=False)
     history: list[tuple[float, int]] = []  # (time, workers asked for beyond the busy ones), "cpu" group
     now = 0.0
     state = PolicyState()
@@ -574,5 +580,121 @@ def test_the_same_inputs_decide_the_same_until_recheck_at(scenario: tuple, fract
     first = decide(DecisionRequest(now, specs, workers, [queue], demand, config, state))
     until = first.recheck_at if first.recheck_at is not None else now + 10 * 86400
     later_now = now + fraction * (until - now)
+    assume(later_now < until)  # strictly before (no float lies between a time and the next one)
     later = decide(DecisionRequest(later_now, specs, workers, [queue], demand, config, first.state))
     assert [(d.target, d.remove) for d in later.decisions] == [(d.target, d.remove) for d in first.decisions]
+
+
+# --- the adaptive warm pool (issue 14) -----------------------------------------------------------------
+
+
+def test_a_trickle_with_nothing_running_starts_a_worker_from_airflow_s_queue_at_once() -> None:
+    """The backlog grace rests on running tasks freeing room; with none running a queued task waits for a pod
+    start either way, so the pool grows as soon as Airflow queues it, before Ray sees it."""
+    decisions, _ = run(0.0, [], queue=QueueSnapshot(queued=1), config=PolicyConfig(backlog_grace_workers=2))
+    assert one(decisions).target == 1
+    # With a task running, the grace still absorbs a small backlog (the running task frees room soon).
+    decisions, _ = run(0.0, [busy(1)], queue=QueueSnapshot(queued=1, running=1))
+    assert one(decisions).target == 1
+
+
+def warm(gaps: tuple[float, ...], since: float | None) -> PolicyState:
+    """A state whose warm pool has seen ``gaps`` at level 1 of the CPU group, unwanted since ``since``."""
+    return PolicyState(levels={"cpu": (LevelHistory(since, gaps),)})
+
+
+def test_the_warm_pool_keeps_an_idle_worker_whose_work_came_back_soon_before() -> None:
+    config = PolicyConfig(scale_down_window_s=0.0)  # the window alone would let it go at once
+    state = warm((20.0, 30.0, 25.0), since=1000.0)
+    decisions, state = run(1029.0, [idle(1, since=1000.0)], config=config, state=state)
+    d = one(decisions)
+    assert (d.target, d.remove) == (1, ())
+    assert d.why[0] == HoldWarm(current=1, recommended=0, busy=0)
+    assert WarmPool(1, 0, (WarmLevel(1, 1000.0, 29.0, 30.0, 3),), 60.0) in d.why
+    assert "warm pool keeps" in d.reason
+    reply = decide(
+        DecisionRequest(
+            1029.0, GROUPS, [idle(1, since=1000.0)], [NO_QUEUE], [], config, warm((20.0, 30.0, 25.0), since=1000.0)
+        )
+    )
+    assert reply.recheck_at == 1030.0
+    decisions, _ = run(1030.0, [idle(1, since=1000.0)], config=config, state=state)
+    assert (one(decisions).target, one(decisions).remove) == (0, ("cpu-1",))
+
+
+def test_the_warm_pool_releases_at_once_a_level_whose_work_came_back_late() -> None:
+    config = PolicyConfig(scale_down_window_s=300.0)
+    # The window still holds an ask for one worker from 60 s ago...
+    window = {"cpu": ((940.0, 1), (960.0, 0)), "gpu": ((940.0, 0),)}
+    long_gaps = PolicyState(recommendations=window, levels={"cpu": (LevelHistory(960.0, (4000.0, 5000.0, 4500.0)),)})
+    decisions, _ = run(1000.0, [idle(1, since=960.0)], config=config, state=long_gaps)
+    d = one(decisions)
+    # ...but this level's work has always come back an hour later: it goes now.
+    assert (d.target, d.remove) == (0, ("cpu-1",))
+    assert isinstance(d.why[-1], WarmPool) and "warm pool releases" in d.reason
+    off = PolicyConfig(scale_down_window_s=300.0, warm_pool=False)
+    decisions, state = run(1000.0, [idle(1, since=960.0)], config=off, state=long_gaps)
+    assert one(decisions).target == 1  # the window alone keeps it
+    assert state.levels == {}  # and nothing is learnt
+
+
+def test_the_warm_pool_learns_from_the_airflow_queue_it_sees() -> None:
+    """Runs minutes apart, each one task: the policy sees queued, then running, then nothing."""
+    config = PolicyConfig(scale_down_window_s=0.0)
+    state = PolicyState()
+    worker = [busy(1)]
+    for start in (0.0, 100.0, 200.0, 300.0):
+        _, state = run(start, [], queue=QueueSnapshot(queued=1), config=config, state=state)
+        _, state = run(start + 10, worker, queue=QueueSnapshot(running=1), config=config, state=state)
+        _, state = run(start + 70, [idle(1, since=start + 70)], config=config, state=state)  # done: idle 30 s
+    assert state.levels["cpu"][0].gaps == (30.0, 30.0, 30.0)
+    # The next run's worker stays warm through the same pause, and not much longer.
+    decisions, _ = run(395.0, [idle(1, since=370.0)], config=config, state=state)
+    assert one(decisions).target == 1
+    decisions, _ = run(401.0, [idle(1, since=370.0)], config=config, state=state)
+    assert one(decisions).target == 0
+
+
+def test_the_warm_pool_never_keeps_a_gpu_worker_for_cpu_work() -> None:
+    config = PolicyConfig(scale_down_window_s=0.0)
+    state = PolicyState()
+    cpu_trickle = [QueueSnapshot(queued=1), QueueSnapshot(running=1), QueueSnapshot()]
+    for i in range(12):
+        _, state = run(10.0 * i, [idle(1, "gpu", since=0.0)], queue=cpu_trickle[i % 3], config=config, state=state)
+    assert "gpu" not in state.levels or all(not level.gaps for level in state.levels["gpu"])
+    decisions, _ = run(200.0, [idle(1, "gpu", since=0.0)], config=config, state=state)
+    assert (one(decisions, "gpu").target, one(decisions, "gpu").remove) == (0, ("gpu-1",))
+
+
+def test_the_warm_pool_keeps_within_min_and_max_and_never_removes_a_busy_worker() -> None:
+    spec = WorkerGroupSpec("cpu", min_workers=1, max_workers=2, cpus_per_worker=4)
+    config = PolicyConfig(scale_down_window_s=0.0)
+    levels = tuple(LevelHistory(0.0, (10.0, 10.0, 10.0)) for _ in range(4))  # every level: short gaps
+    workers = [busy(1), idle(2), idle(3), idle(4)]  # above max, as after a lowered max_workers
+    decisions, _ = run(5.0, workers, config=config, state=PolicyState(levels={"cpu": levels}), groups=[spec])
+    d = one(decisions)
+    assert d.target == 2 and "cpu-1" not in d.remove and len(d.remove) == 2
+
+
+def test_state_of_a_sensor_started_before_the_warm_pool_is_still_read() -> None:
+    old = {"version": 1, "recommendations": {"cpu": [[0.0, 2]]}}
+    assert PolicyState.from_json(old) == PolicyState(recommendations={"cpu": ((0.0, 2),)})
+
+
+@SETTINGS
+@given(
+    scenarios(),
+    st.lists(
+        st.tuples(st.none() | st.floats(0, 1000), st.lists(st.floats(0, 600), min_size=3, max_size=16)), max_size=12
+    ),
+)
+def test_whatever_the_warm_pool_learnt_targets_stay_within_limits_and_busy_workers_stay(
+    scenario: tuple,  # type: ignore[type-arg]
+    learnt: list[tuple[float | None, list[float]]],
+) -> None:
+    now, specs, workers, queue, demand, config, state = scenario
+    levels = tuple(LevelHistory(since, tuple(gaps)) for since, gaps in learnt)
+    state = dataclasses.replace(state, levels={s.name: levels for s in specs})
+    reply = decide(DecisionRequest(now + 1000, specs, workers, [queue], demand, config, state))
+    _check(reply.decisions, specs, workers)
+    assert PolicyState.from_json(json.loads(json.dumps(reply.state.to_json()))) == reply.state

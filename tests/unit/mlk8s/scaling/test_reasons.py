@@ -9,14 +9,17 @@ from mlk8s.scaling.reasons import (
     DemandSummary,
     Hold,
     HoldForWindow,
+    HoldWarm,
     Need,
     PendingTooLong,
     RayPending,
     ScaleDown,
     ScaleUp,
     Unplaceable,
+    WarmPool,
     describe,
 )
+from mlk8s.scaling.warm_pool import WarmLevel
 
 
 def test_a_decision_reads_as_its_action_then_what_it_rests_on() -> None:
@@ -52,3 +55,16 @@ def test_grace_pending_pods_and_unplaceable_work_are_named() -> None:
         "not growing past 2: pod cpu-2 Pending 400 s > pending_timeout_s=300"
     )
     assert "fit no group" in Unplaceable(DemandSummary(1, 64, 0)).text()
+
+
+def test_the_warm_pool_says_which_level_it_kept_or_released_and_why() -> None:
+    kept = WarmPool(kept=2, window_kept=1, verdicts=(WarmLevel(2, 100.0, 29.4, 30.0, 5),), cold_start_cost_s=60.0)
+    assert kept.text() == (
+        "warm pool keeps to 2 (window: 1): level 2 idle 29 s < keep-alive 30 s (5 gaps); "
+        "ski rental at 60 s per cold start"
+    )
+    gone = WarmPool(kept=0, window_kept=1, verdicts=(WarmLevel(1, 0.0, 12.0, 0.0, 16),), cold_start_cost_s=60.0)
+    assert gone.text().startswith("warm pool releases to 0 (window: 1): level 1 idle 12 s >= keep-alive 0 s")
+    assert HoldWarm(current=3, recommended=1, busy=1).text() == (
+        "hold 3: need 1 now, but the warm pool keeps 2 idle for work that came back soon before"
+    )

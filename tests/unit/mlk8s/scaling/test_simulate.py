@@ -190,9 +190,13 @@ FLAG_NAMES = [
     "--pending-timeout-s",
     "--gpu-capacity",
     "--idle-timeout-s",
+    "--cold-start-cost-s",
+    "--warm-pool",
 ]
 # Values that pass the range checks most of the time, so the fuzz also reaches the replay.
-PLAUSIBLE = st.one_of(st.integers(0, 12).map(str), st.sampled_from(["0.5", "1", "10", "60", "300", "600", "1e4"]))
+PLAUSIBLE = st.one_of(
+    st.integers(0, 12).map(str), st.sampled_from(["0.5", "1", "10", "60", "300", "600", "1e4", "on", "off"])
+)
 GARBAGE = st.sampled_from(["", "-1", "0", "nan", "inf", "1e12", "abc", " 3 ", "1,2"])
 
 

@@ -4,6 +4,7 @@ skipped decision ticks, which change no figure."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from mlk8s.scaling import (
     Task,
     View,
     WorkerGroupSpec,
+    load_trace,
 )
 
 ONE_CPU = [WorkerGroupSpec("cpu", 0, 1, cpus_per_worker=1)]
@@ -236,3 +238,17 @@ def test_an_autoscaler_that_flaps_for_ever_is_stopped() -> None:
     with pytest.raises(SimulationError, match="flaps"):
         # The pod takes longer to start than the autoscaler waits: it is removed before it is ever ready.
         Simulation(tasks, groups, Flaps(), pod_start_s=1e6, interval_s=10).run()
+
+
+def test_skipping_ticks_changes_no_figure_on_the_low_rate_benchmark_trace_where_the_warm_pool_learns() -> None:
+    """A day of ad-hoc runs: the warm pool has gaps to learn from, so its keep-alives set the skipped ticks."""
+    tasks = load_trace(Path(__file__).resolve().parents[4] / "benchmarks" / "traces" / "adhoc.csv")
+    for config in (PolicyConfig(), PolicyConfig(cold_start_cost_s=300.0)):
+        kwargs = {"pod_start_s": 60.0, "interval_s": 10.0, "airflow_lead_s": 30.0}
+        skipping = Counted(PolicyAutoscaler(config))
+        every = EveryTick(PolicyAutoscaler(config))
+        assert (
+            Simulation(tasks, TWO_GROUPS, skipping, **kwargs).run()
+            == Simulation(tasks, TWO_GROUPS, every, **kwargs).run()
+        )  # type: ignore[arg-type]
+        assert skipping.calls < every.calls / 3

@@ -16,6 +16,7 @@ from mlk8s.scaling import (
     WorkerGroupSpec,
     decide,
 )
+from mlk8s.scaling.warm_pool import LevelHistory
 
 CPU = WorkerGroupSpec("cpu", min_workers=0, max_workers=10, cpus_per_worker=4)
 
@@ -43,6 +44,11 @@ def test_fresh_state_from_none_or_empty() -> None:
         ({"version": 99}, ["version", "to_json"]),
         ({"version": 1, "recommendations": {"cpu": [[0, -1]]}}, ["workers>=0"]),
         ({"version": 1, "recommendations": [1, 2]}, ["recommendations", "map group name"]),
+        ([1, 2], ["version None"]),
+        ({"version": 2, "levels": {"cpu": [[None, [-1.0]]]}}, ["levels['cpu']", "gap_s >= 0"]),
+        ({"version": 2, "levels": {"cpu": [["soon", []]]}}, ["unwanted_since_s or null"]),
+        ({"version": 2, "levels": {"cpu": [[None, [1.0] * 17]]}}, ["at most 16"]),
+        ({"version": 2, "levels": {"cpu": 3}}, ["levels['cpu'] must be a list"]),
     ],
 )
 def test_bad_state_json_is_refused_with_the_fix(data: dict[str, object], words: list[str]) -> None:
@@ -50,3 +56,13 @@ def test_bad_state_json_is_refused_with_the_fix(data: dict[str, object], words: 
         PolicyState.from_json(data)
     for word in words:
         assert word in str(err.value)
+
+
+def test_what_the_warm_pool_learnt_survives_the_json_round_trip() -> None:
+    state = PolicyState(
+        recommendations={"cpu": ((0.0, 1),)},
+        levels={"cpu": (LevelHistory(None, (30.0, 45.5)), LevelHistory(1.7e9, ()))},
+    )
+    data = json.loads(json.dumps(state.to_json()))
+    assert data["version"] == 2
+    assert PolicyState.from_json(data) == state

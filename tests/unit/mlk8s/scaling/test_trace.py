@@ -4,6 +4,7 @@ benchmark traces, which are exactly what their seeded generator writes."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,24 @@ def test_committed_traces_match_the_seeded_generator(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     written = module.write(tmp_path)
-    assert sorted(p.name for p in written) == ["business.csv", "nightly.csv", "steady.csv"]
+    sizes = {"adhoc.csv": (100, 400), "business.csv": (2000, 10_000), "nightly.csv": (2000, 10_000)}
+    sizes["steady.csv"] = (2000, 10_000)
+    assert sorted(p.name for p in written) == sorted(sizes)
     for path in written:
         assert path.read_bytes() == (BENCHMARKS / "traces" / path.name).read_bytes(), path.name
-        tasks = load_trace(path)
-        assert 2000 <= len(tasks) <= 10_000
+        low, high = sizes[path.name]
+        assert low <= len(load_trace(path)) <= high
+
+
+def test_the_adhoc_trace_is_a_trickle_minutes_apart() -> None:
+    """The low-rate trace: runs (their tasks land within seconds) a minute or more apart, never a burst."""
+    tasks = load_trace(BENCHMARKS / "traces" / "adhoc.csv")
+    runs = [tasks[0].submit_s]
+    for t in tasks[1:]:
+        if t.submit_s - runs[-1] > 10:
+            runs.append(t.submit_s)
+    assert min(b - a for a, b in itertools.pairwise(runs)) >= 60
+    per_hour: dict[int, int] = {}
+    for t in tasks:
+        per_hour[int(t.submit_s // 3600)] = per_hour.get(int(t.submit_s // 3600), 0) + 1
+    assert max(per_hour.values()) <= 40
