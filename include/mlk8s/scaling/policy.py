@@ -47,7 +47,8 @@ from mlk8s.scaling.reasons import (
     describe,
 )
 from mlk8s.scaling.state import PolicyState
-from mlk8s.scaling.warm_pool import LevelHistory, WarmLevel, judge, observe
+from mlk8s.scaling.warm_pool import LevelHistory, observe, warm_keep
+from mlk8s.scaling.window import update_window, window_expires_at
 
 
 @dataclass(frozen=True)
@@ -255,28 +256,6 @@ def _recommend(
     return recommended, tuple(why)
 
 
-def _window(
-    entries: Iterable[tuple[float, int]], now: float, extra: int, config: PolicyConfig
-) -> tuple[tuple[float, int], ...]:
-    """The scale-down window's entries after this decision; the first is the window's maximum.
-
-    What the demand asks for is a step function of time: an entry ``(t, n)`` holds from ``t`` until the next
-    entry (the last one until now). The window's maximum is the largest ask in force at any moment of the
-    last ``scale_down_window_s``, so calls skipped while nothing changed (the simulator skips them) leave the
-    same result as calls made at every interval. Only entries that can still be that maximum are kept (each
-    larger than every later one), so the window stays a handful of entries.
-    """
-    kept = list(entries)
-    since = now
-    while kept and kept[-1][1] <= extra:  # a larger or equal ask covers the smaller ones before it
-        since = kept.pop()[0]
-    kept.append((since, extra))
-    horizon = now - config.scale_down_window_s
-    while len(kept) > 1 and kept[1][0] <= horizon:  # superseded before the window began
-        kept.pop(0)
-    return tuple(kept)
-
-
 def _later(t: float, now: float) -> float:
     """When a change due at ``t`` can be seen from ``now``: at ``t``, or at the next call if ``t`` is not ahead
     (float rounding can leave a boundary that is due just unmet)."""
@@ -288,7 +267,8 @@ def _group_recheck(
 ) -> float | None:
     """When the same inputs may decide otherwise for one group: the window's maximum leaves the window (one
     window after the next entry superseded it), or a Pending pod passes ``pending_timeout_s``."""
-    times = [_later(entries[1][0] + config.scale_down_window_s, now)] if len(entries) > 1 else []
+    expiry = window_expires_at(entries, config.scale_down_window_s)
+    times = [] if expiry is None else [_later(expiry, now)]
     times += [
         _later(math.nextafter(w.started_at + config.pending_timeout_s, math.inf), now)
         for w in pending
@@ -303,35 +283,6 @@ def _prewarm_recheck(routed: _Routed, now: float, config: PolicyConfig) -> float
         return None
     begins = routed.next_run - config.prewarm_s
     return _later(begins, now) if now < begins else _later(math.nextafter(routed.next_run, math.inf), now)
-
-
-@dataclass(frozen=True)
-class _Warm:
-    """The workers kept idle, and the warm pool's verdicts where it decided otherwise than the window."""
-
-    kept: int
-    verdicts: tuple[WarmLevel, ...]
-    recheck_at: float | None
-
-
-def _warm(
-    levels: Sequence[LevelHistory], busy: int, current: int, window_kept: int, now: float, config: PolicyConfig
-) -> _Warm:
-    """How many workers stay: each idle level (busy < k <= current) with enough history is kept while its idle
-    time is within its keep-alive; a level without enough history is kept as the window says."""
-    kept = busy
-    verdicts: list[WarmLevel] = []
-    rechecks: list[float] = []
-    for k in range(busy + 1, current + 1):
-        verdict = judge(levels, k, now, config.cold_start_cost_s) if config.warm_pool else None
-        keep = verdict.keep if verdict is not None else k <= window_kept
-        if keep:
-            kept = k
-        if verdict is not None and verdict.keep != (k <= window_kept):
-            verdicts.append(verdict)
-        if verdict is not None and (release_at := verdict.release_at) is not None:
-            rechecks.append(_later(release_at, now))
-    return _Warm(kept, tuple(verdicts), min(rechecks, default=None))
 
 
 @dataclass(frozen=True)
@@ -367,10 +318,10 @@ def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Rout
     held = workers_needed(routed.running[spec.name], spec)
     wanted = min(max(busy + need.for_all, need.floor, held, spec.min_workers), spec.max_workers)
     extra = max(0, recommended - busy, wanted - busy)
-    entries = _window(request.state.recommendations.get(spec.name, ()), now, extra, config)
+    entries = update_window(request.state.recommendations.get(spec.name, ()), now, extra, config.scale_down_window_s)
     asked = entries[0][1]
     levels = observe(request.state.levels.get(spec.name, ()), busy + extra, now) if config.warm_pool else ()
-    warm = _warm(levels, busy, current, busy + asked, now, config)
+    warm = warm_keep(levels, busy, current, busy + asked, now, config.cold_start_cost_s)
     kept = warm.kept
 
     target = recommended if recommended >= current else min(current, max(kept, recommended))
@@ -403,7 +354,8 @@ def _decide_group(spec: WorkerGroupSpec, request: DecisionRequest, routed: _Rout
         recommended=recommended,
         why=why,
     )
-    rechecks = [t for t in (_group_recheck(entries, pending, now, config), warm.recheck_at) if t is not None]
+    release = None if warm.release_at is None else _later(warm.release_at, now)
+    rechecks = [t for t in (_group_recheck(entries, pending, now, config), release) if t is not None]
     return _GroupOutcome(decision, entries, levels, min(rechecks, default=None))
 
 

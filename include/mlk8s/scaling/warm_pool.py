@@ -117,3 +117,37 @@ def judge(levels: Sequence[LevelHistory], level: int, now: float, cold_start_cos
     idle_s = 0.0 if history.unwanted_since is None else max(0.0, now - history.unwanted_since)
     keep_alive = keep_alive_s(history.gaps, cold_start_cost_s)
     return WarmLevel(level, history.unwanted_since, idle_s, keep_alive, len(history.gaps))
+
+
+@dataclass(frozen=True)
+class WarmKeep:
+    """How many workers stay (busy ones included), the verdicts where the warm pool decided otherwise than
+    the window, and when the next kept idle level is due to go (None: none is)."""
+
+    kept: int
+    verdicts: tuple[WarmLevel, ...]
+    release_at: float | None
+
+
+def warm_keep(
+    levels: Sequence[LevelHistory], busy: int, current: int, window_kept: int, now: float, cold_start_cost_s: float
+) -> WarmKeep:
+    """Each idle level (``busy < k <= current``) with enough history is kept while its idle time is within its
+    keep-alive; one without is kept as the window says (``k <= window_kept``). Pass no levels to let the
+    window decide alone."""
+    kept = busy
+    verdicts: list[WarmLevel] = []
+    releases: list[float] = []
+    for k in range(busy + 1, current + 1):
+        verdict = judge(levels, k, now, cold_start_cost_s)
+        if verdict is None:
+            if k <= window_kept:
+                kept = k
+            continue
+        if verdict.keep:
+            kept = k
+        if verdict.keep != (k <= window_kept):
+            verdicts.append(verdict)
+        if verdict.release_at is not None:
+            releases.append(verdict.release_at)
+    return WarmKeep(kept, tuple(verdicts), min(releases, default=None))

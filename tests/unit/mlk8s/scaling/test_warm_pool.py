@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlk8s.scaling.warm_pool import GAPS_KEPT, MIN_GAPS, LevelHistory, judge, keep_alive_s, observe
+from mlk8s.scaling.warm_pool import GAPS_KEPT, MIN_GAPS, LevelHistory, judge, keep_alive_s, observe, warm_keep
 
 
 def test_a_level_no_longer_wanted_starts_a_gap_and_one_wanted_again_records_it() -> None:
@@ -92,3 +92,23 @@ def test_a_level_whose_work_comes_back_late_is_released_at_once() -> None:
     verdict = judge((LevelHistory(500.0, (4000.0, 5000.0, 4500.0)),), 1, now=500.0, cold_start_cost_s=60.0)
     assert verdict is not None and verdict.keep_alive_s == 0 and not verdict.keep
     assert math.isclose(verdict.idle_s, 0.0)
+
+
+def test_warm_keep_keeps_learnt_levels_by_their_keep_alive_and_others_by_the_window() -> None:
+    short = LevelHistory(100.0, (20.0, 30.0, 25.0))  # work came back within 30 s: keep-alive 30 s
+    late = LevelHistory(100.0, (4000.0, 5000.0, 4500.0))  # it came back an hour later: keep-alive 0
+    unknown = LevelHistory(100.0, (20.0,))  # too few gaps: the window decides
+    # One busy worker (level 1), idle ones at levels 2-4; the window alone would keep up to level 3.
+    keep = warm_keep(
+        (LevelHistory(None, ()), short, late, unknown),
+        busy=1,
+        current=4,
+        window_kept=3,
+        now=110.0,
+        cold_start_cost_s=60.0,
+    )
+    assert keep.kept == 2  # level 2 kept (idle 10 s < 30 s), level 3 released (0 s keep-alive), 4 beyond the window
+    assert [v.level for v in keep.verdicts] == [3]  # only where the warm pool overruled the window
+    assert keep.release_at == 130.0
+    # With nothing learnt, the window alone decides.
+    assert warm_keep((), busy=1, current=4, window_kept=3, now=110.0, cold_start_cost_s=60.0).kept == 3
