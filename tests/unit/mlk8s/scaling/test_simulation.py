@@ -111,25 +111,12 @@ def test_every_policy_runs_every_task_and_the_fixed_pool_costs_max_times_the_run
 
 
 @dataclass
-class EveryTick:
-    """Another autoscaler, asked at every decision tick (it never lets the simulator skip one)."""
-
-    inner: Autoscaler
-    calls: int = 0
-
-    def step(self, view: View) -> list[Decision]:
-        self.calls += 1
-        return self.inner.step(view)
-
-    def recheck_at(self, view: View) -> float | None:
-        return view.now
-
-
-@dataclass
 class Counted:
-    """Another autoscaler, with its decisions counted."""
+    """Another autoscaler, with its decisions counted; ``every_tick`` asks to decide at every tick (it never
+    lets the simulator skip one)."""
 
     inner: Autoscaler
+    every_tick: bool = False
     calls: int = 0
 
     def step(self, view: View) -> list[Decision]:
@@ -137,7 +124,11 @@ class Counted:
         return self.inner.step(view)
 
     def recheck_at(self, view: View) -> float | None:
-        return self.inner.recheck_at(view)
+        return view.now if self.every_tick else self.inner.recheck_at(view)
+
+
+def every_tick(inner: Autoscaler) -> Counted:
+    return Counted(inner, every_tick=True)
 
 
 TWO_GROUPS = [WorkerGroupSpec("cpu", 0, 3, 4), WorkerGroupSpec("gpu", 0, 2, 4, gpus_per_worker=1)]
@@ -178,7 +169,7 @@ def test_skipping_quiet_ticks_gives_the_figures_of_deciding_at_every_tick(
     }
     for make in (lambda: PolicyAutoscaler(config), lambda: IdleTimeout(idle_timeout_s=window)):
         skipping = Counted(make())
-        every = EveryTick(make())
+        every = every_tick(make())
         fast = Simulation(tasks, groups, skipping, **kwargs).run()  # type: ignore[arg-type]
         slow = Simulation(tasks, groups, every, **kwargs).run()  # type: ignore[arg-type]
         assert fast == slow
@@ -246,7 +237,7 @@ def test_skipping_ticks_changes_no_figure_on_the_low_rate_benchmark_trace_where_
     for config in (PolicyConfig(), PolicyConfig(cold_start_cost_s=300.0)):
         kwargs = {"pod_start_s": 60.0, "interval_s": 10.0, "airflow_lead_s": 30.0}
         skipping = Counted(PolicyAutoscaler(config))
-        every = EveryTick(PolicyAutoscaler(config))
+        every = every_tick(PolicyAutoscaler(config))
         assert (
             Simulation(tasks, TWO_GROUPS, skipping, **kwargs).run()
             == Simulation(tasks, TWO_GROUPS, every, **kwargs).run()
