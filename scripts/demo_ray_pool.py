@@ -305,7 +305,7 @@ def run(cluster: LocalRayCluster, airflow_home: str | os.PathLike[str]) -> dict[
     docstring. Returns what happened (``ok``: the pool grew and came back to its size before)."""
     import ray
 
-    from mlk8s.scaling.policy import PolicyState
+    from mlk8s.scaling import PolicyState
     from mlk8s_airflow.actuators.local import register_cluster, unregister_cluster
     from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL
     from mlk8s_airflow.triggers.ray_pool import RayPoolLoop, RayPoolSettings

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mlk8s.local_ray import LocalRayCluster
-from mlk8s.scaling.policy import Decision, PolicyState, QueueSnapshot, Worker
+from mlk8s.scaling import Decision, PolicyState, QueueSnapshot, Worker
 from mlk8s_airflow.actuators.local import register_cluster, unregister_cluster
 from mlk8s_airflow.triggers.ray_pool import RayPoolLoop, RayPoolSettings
 

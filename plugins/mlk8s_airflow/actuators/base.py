@@ -2,8 +2,8 @@
 
 The split keeps the loop the same for KubeRay and the local cluster: an actuator lists the pool's members as
 the infrastructure sees them (pods, or local Ray nodes), the sensor joins them with what Ray says (busy or
-idle) to build the policy's :class:`~mlk8s.scaling.policy.Worker` list, and hands each
-:class:`~mlk8s.scaling.policy.Decision` back with an id. Targets are absolute sizes, never deltas, so
+idle) to build the policy's :class:`~mlk8s.scaling.Worker` list, and hands each
+:class:`~mlk8s.scaling.Decision` back with an id. Targets are absolute sizes, never deltas, so
 applying a decision after a crash or a retry cannot grow or shrink the pool twice; the id makes a repeated
 application a no-op that says so.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from mlk8s.scaling.policy import Decision, Worker
+from mlk8s.scaling import Decision, Worker
 
 T = TypeVar("T")
 

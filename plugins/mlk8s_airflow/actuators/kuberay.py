@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from mlk8s.scaling.policy import Decision, Worker
+from mlk8s.scaling import Decision, Worker
 from mlk8s_airflow.actuators.base import (
     Actuator,
     ActuatorError,

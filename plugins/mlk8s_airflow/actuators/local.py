@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mlk8s.scaling.policy import Decision, Worker, WorkerGroupSpec
+from mlk8s.scaling import Decision, Worker, WorkerGroupSpec
 from mlk8s_airflow.actuators.base import Actuator, ActuatorError, ActuatorMode, ApplyResult, Member
 from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL, RayDemandReader
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlk8s import compat
-from mlk8s.scaling.policy import ResourceDemand
+from mlk8s.scaling import ResourceDemand
 
 #: The label our local actuator puts on the Ray nodes it starts.
 GROUP_LABEL = "mlk8s.io/worker-group"

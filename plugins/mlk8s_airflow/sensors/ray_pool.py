@@ -50,7 +50,7 @@ class RayPoolSensor(BaseSensorOperator):
     :param airflow_api_conn_id: Connection to Airflow's REST API (host = API base URL, login/password).
     :param kubernetes_conn_id: Connection for ``KubernetesHook`` (kuberay actuators).
     :param raycluster_name: the RayCluster to resize (kuberay actuators); with ``namespace``.
-    :param policy: :class:`~mlk8s.scaling.policy.PolicyConfig` fields (``scale_down_window_s``,
+    :param policy: :class:`~mlk8s.scaling.PolicyConfig` fields (``scale_down_window_s``,
         ``cpus_per_task``, ...).
     :param prewarm_dag_ids: DAGs whose next scheduled run pre-warms the pool (``policy.prewarm_s`` ahead).
     :param interval_s: seconds between cycles.
@@ -150,7 +150,7 @@ class RayPoolSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         settings = self.settings()
-        from mlk8s.scaling.policy import PolicyState
+        from mlk8s.scaling import PolicyState
 
         loop = RayPoolLoop(settings, self.run_key(context))
         result = loop.cycle(PolicyState(), seq=1)

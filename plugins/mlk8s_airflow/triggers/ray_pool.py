@@ -24,8 +24,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from mlk8s.scaling.policy import (
+from mlk8s.scaling import (
     Decision,
+    DecisionRequest,
     PolicyConfig,
     PolicyState,
     QueueSnapshot,
@@ -47,8 +48,8 @@ POINT_REASON_CHARS = 240
 class RayPoolSettings:
     """Everything the loop needs, as plain JSON (it travels in the trigger's kwargs).
 
-    ``groups`` are :class:`~mlk8s.scaling.policy.WorkerGroupSpec` fields as dicts; ``policy`` holds
-    :class:`~mlk8s.scaling.policy.PolicyConfig` fields (``prewarm_demand`` as a list of ResourceDemand dicts).
+    ``groups`` are :class:`~mlk8s.scaling.WorkerGroupSpec` fields as dicts; ``policy`` holds
+    :class:`~mlk8s.scaling.PolicyConfig` fields (``prewarm_demand`` as a list of ResourceDemand dicts).
     ``queue_pools`` maps Airflow pools to the shape of one of their tasks (``{"ray-gpu": {"cpus": 1,
     "gpus": 1}}``) when tasks of different shapes use different pools; empty, ``pool`` is the one queue.
     """
@@ -312,7 +313,8 @@ class RayPoolLoop:
         known = {g.name for g in self.groups}
         workers = join_workers([m for m in members if m.group in known], ray, now)
         demand = None if ray is None else ray.demand
-        decisions, new_state = decide(now, self.groups, workers, queues, demand, self.config, state)
+        reply = decide(DecisionRequest(now, self.groups, workers, queues, demand, self.config, state))
+        decisions, new_state = list(reply.decisions), reply.state
         for d in decisions:
             log.info("ray pool decision %s: %s -> %s: %s", d.group, d.current, d.target, d.reason)
         applied: list[ApplyResult] = []

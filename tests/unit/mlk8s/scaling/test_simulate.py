@@ -1,73 +1,26 @@
-"""The simulator: trace validation, the event semantics on hand-checkable traces, the CLI's JSON."""
+"""The simulator's command line: bad input is one line naming the flag and exit 2, the JSON it prints, run time
+that follows tasks rather than simulated seconds, and the contract under fuzzing."""
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mlk8s.scaling.policy import Decision, PolicyConfig, WorkerGroupSpec
-from mlk8s.scaling.simulate import (
-    TRACE_HEADER,
-    FixedPool,
-    IdleTimeout,
-    PolicyAutoscaler,
-    SimulationError,
-    Task,
-    TraceError,
-    View,
-    load_trace,
-    main,
-    simulate,
-)
-
-ONE_CPU = [WorkerGroupSpec("cpu", 0, 1, cpus_per_worker=1)]
+from mlk8s.scaling import TRACE_HEADER
+from mlk8s.scaling.simulate import main
 
 
 def write(tmp_path: Path, body: str, header: str = ",".join(TRACE_HEADER)) -> Path:
     path = tmp_path / "trace.csv"
     path.write_text(header + "\n" + body)
     return path
-
-
-# --- trace validation -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("header", "body", "words"),
-    [
-        ("submit,duration_s,cpus,gpus", "0,1,1,0\n", ["header", "submit_s,duration_s,cpus,gpus"]),
-        (None, "0,-3,1,0\n", ["line 2", "duration_s", ">= 0"]),
-        (None, "0,0,1,0\n", ["line 2", "duration_s=0", "positive"]),
-        (None, "0,5,one,0\n", ["line 2", "cpus", "not a number"]),
-        (None, "0,5,1,0\n1,5,0,0\n", ["line 3", "cpus=0 and gpus=0"]),
-        (None, "0,5,1\n", ["line 2", "4"]),
-        (None, "0,5,inf,0\n", ["cpus", "finite"]),
-        (None, "", ["no tasks"]),
-    ],
-)
-def test_bad_traces_are_rejected_with_the_line_field_and_fix(
-    tmp_path: Path, header: str | None, body: str, words: list[str]
-) -> None:
-    path = write(tmp_path, body, header or ",".join(TRACE_HEADER))
-    with pytest.raises(TraceError) as err:
-        load_trace(path)
-    for word in words:
-        assert word in str(err.value)
-
-
-def test_a_missing_trace_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(TraceError, match="no such file"):
-        load_trace(tmp_path / "nope.csv")
-
-
-def test_a_task_no_group_can_run_is_rejected_before_simulating(tmp_path: Path) -> None:
-    with pytest.raises(TraceError, match="no GPU worker group"):
-        simulate([Task(0, 5, 1, 1)], ONE_CPU, FixedPool(), pod_start_s=0, interval_s=1)
 
 
 def test_cli_reports_bad_input_as_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,98 +32,6 @@ def test_cli_reports_bad_input_as_a_usage_error(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit):
         main(["--trace", str(path), "--pod-start-s", "-1"])
     assert "--pod-start-s" in capsys.readouterr().err
-
-
-# --- event semantics ------------------------------------------------------------------------------------
-
-
-def test_fifo_queue_on_a_fixed_single_worker() -> None:
-    # Three 1-CPU tasks on one 1-CPU worker, all at t=0: they run one after another.
-    tasks = [Task(0, 10, 1, 0), Task(0, 20, 1, 0), Task(5, 10, 1, 0)]
-    r = simulate(tasks, ONE_CPU, FixedPool(), pod_start_s=99, interval_s=1, initial=lambda g: g.max_workers)
-    # Waits 0, 10 (starts at 10), 25 (submitted at 5, starts at 30); the run ends at 40.
-    assert (r.p50, r.max, r.makespan_s) == (10, 25, 40)
-    assert r.worker_hours == pytest.approx(40 / 3600)
-    assert r.scale_events == 0
-
-
-def test_a_worker_is_usable_pod_start_s_after_the_decision_that_asked_for_it() -> None:
-    groups = [WorkerGroupSpec("cpu", 0, 4, cpus_per_worker=1)]
-    tasks = [Task(3, 10, 1, 0)]
-    r = simulate(tasks, groups, PolicyAutoscaler(PolicyConfig()), pod_start_s=30, interval_s=10)
-    # Seen at the decision at t=10, usable at t=40: waited 37 s. Billed from 10 to the end at 50.
-    assert r.max == pytest.approx(37)
-    assert r.worker_hours == pytest.approx(40 / 3600)
-    assert r.scale_events == 1
-
-
-def test_airflow_lead_lets_the_policy_start_workers_before_ray_sees_the_work() -> None:
-    groups = [WorkerGroupSpec("cpu", 0, 4, cpus_per_worker=1)]
-    tasks = [Task(100, 10, 1, 0), Task(100, 10, 1, 0)]
-    config = PolicyConfig(backlog_grace_workers=0)
-    late = simulate(tasks, groups, PolicyAutoscaler(config), pod_start_s=30, interval_s=10)
-    early = simulate(tasks, groups, PolicyAutoscaler(config), pod_start_s=30, interval_s=10, airflow_lead_s=30)
-    assert late.max == pytest.approx(30)  # asked for at t=100, usable at 130
-    assert early.max == pytest.approx(0)  # asked for at t=70 from Airflow's queue, usable at 100
-
-
-def test_cpu_tasks_never_run_on_gpu_workers_and_idle_workers_time_out() -> None:
-    groups = [WorkerGroupSpec("cpu", 0, 2, 2), WorkerGroupSpec("gpu", 0, 1, 2, gpus_per_worker=1)]
-    tasks = [Task(0, 50, 1, 0), Task(0, 50, 1, 1)]
-    r = simulate(tasks, groups, IdleTimeout(idle_timeout_s=60), pod_start_s=10, interval_s=10)
-    # One worker of each group, requested at t=0, both run to t=60; the GPU one counts as GPU time.
-    assert r.worker_hours == pytest.approx(120 / 3600)
-    assert r.gpu_worker_hours == pytest.approx(60 / 3600)
-
-
-class RemovesBusy:
-    def step(self, view: View) -> list[Decision]:
-        out = []
-        for g in view.groups:
-            mine = [w for w in view.workers if w.group == g.name]
-            busy = tuple(w.id for w in mine if w.busy)
-            target = len(mine) - len(busy) if busy else max(len(mine), 1)
-            out.append(Decision(g.name, len(mine), target, busy, "bad"))
-        return out
-
-
-def test_the_simulator_refuses_a_policy_that_removes_a_busy_worker() -> None:
-    with pytest.raises(SimulationError, match="busy worker"):
-        simulate([Task(0, 100, 1, 0)], ONE_CPU, RemovesBusy(), pod_start_s=0, interval_s=10)
-
-
-# --- whole runs -----------------------------------------------------------------------------------------
-
-small_traces = st.lists(
-    st.builds(
-        Task,
-        submit_s=st.floats(0, 600).map(lambda x: round(x, 1)),
-        duration_s=st.floats(1, 300).map(lambda x: round(x, 1)),
-        cpus=st.sampled_from([1.0, 2.0]),
-        gpus=st.sampled_from([0.0, 0.0, 1.0]),
-    ),
-    min_size=1,
-    max_size=40,
-).map(lambda ts: sorted(ts, key=lambda t: t.submit_s))
-
-
-@settings(max_examples=30, deadline=None)
-@given(small_traces, st.sampled_from([0.0, 30.0]), st.sampled_from([0.0, 60.0]))
-def test_every_policy_runs_every_task_and_the_fixed_pool_costs_max_times_the_run(
-    tasks: list[Task], lead: float, pod_start: float
-) -> None:
-    groups = [WorkerGroupSpec("cpu", 0, 3, 4), WorkerGroupSpec("gpu", 0, 2, 4, gpus_per_worker=1)]
-    fixed = simulate(tasks, groups, FixedPool(), pod_start_s=pod_start, interval_s=10, initial=lambda g: g.max_workers)
-    assert fixed.worker_hours == pytest.approx(5 * fixed.makespan_s / 3600)
-    assert fixed.gpu_worker_hours == pytest.approx(2 * fixed.makespan_s / 3600)
-    for autoscaler in (PolicyAutoscaler(PolicyConfig()), IdleTimeout()):
-        r = simulate(tasks, groups, autoscaler, pod_start_s=pod_start, interval_s=10, airflow_lead_s=lead)
-        last_submit = max(t.submit_s for t in tasks)
-        assert r.makespan_s >= last_submit
-        assert 0 <= r.p50 <= r.p95 <= r.max
-        # A task never waits longer than a worker start plus the work queued ahead of it on a full pool.
-        assert r.max <= pod_start + 20 + sum(t.duration_s for t in tasks)
-        assert r.peak_workers <= 5
 
 
 def test_cli_prints_one_json_object_with_every_documented_field(
@@ -192,18 +53,202 @@ def test_cli_prints_one_json_object_with_every_documented_field(
         assert field in help_text
 
 
-def test_with_gpu_pods_stuck_pending_the_policy_stops_growing_and_the_idle_timeout_baseline_does_not() -> None:
-    groups = [WorkerGroupSpec("gpu", 0, 4, cpus_per_worker=4, gpus_per_worker=1)]
-    tasks = [Task(0, 1000, 1, 1), Task(100, 10, 1, 1), Task(400, 10, 1, 1), Task(500, 10, 1, 1)]
-    config = PolicyConfig(pending_timeout_s=120.0)
-    kwargs = {"pod_start_s": 60.0, "interval_s": 10.0, "gpu_capacity": 1}
-    ours = simulate(tasks, groups, PolicyAutoscaler(config), **kwargs)  # type: ignore[arg-type]
-    idle = simulate(tasks, groups, IdleTimeout(), **kwargs)  # type: ignore[arg-type]
-    # Both ask for a second pod at t=100, which cannot be placed; only ours stops there.
-    assert ours.peak_workers == 2
-    assert idle.peak_workers == 4
-    # The first pod runs the long task (60-1060) then the three queued ones (to 1090); the pods that never
-    # found a node cost nothing.
-    for run in (ours, idle):
-        assert run.makespan_s == pytest.approx(1090)
-        assert run.worker_hours == pytest.approx(1090 / 3600)
+# --- issue 13: run time follows tasks and decisions, not simulated seconds -----------------------------
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """main()'s exit status, stdout and stderr; a usage error (SystemExit) counts as its status."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.timeout(60)
+def test_a_trace_stamped_with_unix_time_replays_like_the_same_trace_from_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [(0.0, 30.0, 1, 0), (40.0, 60.0, 2, 0), (45.0, 20.0, 1, 1), (4000.0, 10.0, 1, 0)]
+    epoch = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    relative = write(tmp_path, "".join(f"{s},{d},{c},{g}\n" for s, d, c, g in rows))
+    absolute = tmp_path / "epoch.csv"
+    absolute.write_text(",".join(TRACE_HEADER) + "\n" + "".join(f"{s + epoch},{d},{c},{g}\n" for s, d, c, g in rows))
+    code, out, _ = run_cli(["--trace", str(relative)], capsys)
+    assert code == 0
+    code, out_epoch, _ = run_cli(["--trace", str(absolute)], capsys)
+    assert code == 0
+    assert json.loads(out_epoch)["policies"] == json.loads(out)["policies"]
+
+
+@pytest.mark.timeout(60)
+def test_a_ten_day_quiet_gap_is_not_a_stall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f"0,30,1,0\n{10 * 86400},30,1,0\n")
+    code, out, err = run_cli(["--trace", str(path)], capsys)
+    assert (code, err) == (0, "")
+    ours = json.loads(out)["policies"]["policy"]
+    assert ours["queue_wait_s"]["max"] <= 60  # each task waits for one pod start at most
+    assert ours["worker_hours"] < 1  # the quiet ten days cost nothing
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--interval-s", "1e-6"], ["--interval-s=1e-06", "from 1 to 86400"]),
+        (["--interval-s", "1e308"], ["--interval-s=1e+308"]),
+        (["--interval-s", "nan"], ["--interval-s=nan"]),
+        (["--pod-start-s", "-1"], ["--pod-start-s=-1"]),
+        (["--pod-start-s", "inf"], ["--pod-start-s=inf"]),
+        (["--window-s", "1e12"], ["--window-s"]),
+        (["--cpu-max", "1000000000"], ["--cpu-max=1000000000", "integer from 0 to 1000"]),
+        (["--cpu-worker-cpus", "0"], ["--cpu-worker-cpus=0.0", "above 0"]),
+        (["--gpu-capacity", "0"], ["--gpu-capacity=0"]),
+        (["--dagrun-period-s", "0.001"], ["--dagrun-period-s=0.001"]),
+        (["--dagrun-period-s", "600", "--prewarm-s", "600"], ["--prewarm-s=600", "shorter than --dagrun-period-s"]),
+        (["--dagrun-period-s", "60"], ["--dagrun-period-s=60", "DAG runs", "at most 100,000 runs"]),
+        (["--interval-s", "fast"], ["--interval-s", "invalid float value"]),
+        (["--cpu-min", "1.5"], ["--cpu-min", "invalid int value"]),
+        (["--no-such-flag"], ["unrecognized arguments"]),
+    ],
+)
+def test_absurd_flag_values_are_refused_in_one_line_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], words: list[str]
+) -> None:
+    path = write(tmp_path, f"0,30,1,0\n{1e8},30,1,0\n")  # three years: 60 s DAG runs are too many
+    code, out, err = run_cli(["--trace", str(path), *flags], capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("python -m mlk8s.scaling.simulate: error: "), err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("1767225600000,30,1,0\n", ["submit_s", "millisecond"]),
+        ("0,30,64,0\n", ["no CPU worker group"]),
+        ("0,30,1,1\n", ["no GPU worker group"]),
+        ("0,30,\udcff,0\n", ["cannot be read as CSV", "UTF-8"]),
+        (None, ["folder.csv: not a file"]),
+    ],
+)
+def test_a_trace_that_cannot_be_replayed_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str | None, words: list[str]
+) -> None:
+    if body is None:  # a folder where the trace should be
+        path = tmp_path / "folder.csv"
+        path.mkdir()
+    else:
+        path = tmp_path / "trace.csv"
+        path.write_bytes((",".join(TRACE_HEADER) + "\n" + body).encode("utf-8", "surrogateescape"))
+    code, _, err = run_cli(["--trace", str(path), "--gpu-max", "0"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    for word in words:
+        assert word in err
+
+
+def test_the_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, "0,30,1,0\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mlk8s.scaling.simulate", "--trace", str(path), "--interval-s", "1e-6"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("(see --help)") and done.stderr.count("\n") == 1
+
+
+# --- the contract under fuzzing: exit 0 with the JSON, or exit 2 with one line; never a traceback ------
+
+NUMBERS = st.one_of(
+    st.integers(-3, 2000).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["0", "1", "1e-6", "1e308", "-0", "nan", "inf", "-inf", "1_0", " 5", "", "x", "0x10", "1e"]),
+)
+FLAG_NAMES = [
+    "--pod-start-s",
+    "--interval-s",
+    "--cpu-min",
+    "--cpu-max",
+    "--cpu-worker-cpus",
+    "--gpu-min",
+    "--gpu-max",
+    "--gpu-worker-cpus",
+    "--gpu-worker-gpus",
+    "--window-s",
+    "--airflow-lead-s",
+    "--backlog-grace-workers",
+    "--dagrun-period-s",
+    "--dagrun-first-s",
+    "--prewarm-s",
+    "--prewarm-workers",
+    "--pending-timeout-s",
+    "--gpu-capacity",
+    "--idle-timeout-s",
+    "--cold-start-cost-s",
+    "--warm-pool",
+]
+# Values that pass the range checks most of the time, so the fuzz also reaches the replay.
+PLAUSIBLE = st.one_of(
+    st.integers(0, 12).map(str), st.sampled_from(["0.5", "1", "10", "60", "300", "600", "1e4", "on", "off"])
+)
+GARBAGE = st.sampled_from(["", "-1", "0", "nan", "inf", "1e12", "abc", " 3 ", "1,2"])
+
+
+@st.composite
+def trace_rows(draw: st.DrawFn) -> str:
+    """A good row most of the time (on a clock from 0 or Unix time), else one with a bad or missing cell."""
+    base = draw(st.sampled_from([0.0, 0.0, 1.7e9]))
+    cells = [
+        f"{base + draw(st.floats(0, 20_000)):.1f}",
+        f"{draw(st.floats(0.1, 3000)):.1f}",
+        draw(st.sampled_from(["1", "1", "2", "0.5", "4"])),
+        draw(st.sampled_from(["0", "0", "0", "1"])),
+    ]
+    if draw(st.integers(0, 39)) == 0:
+        cells[draw(st.integers(0, 3))] = draw(GARBAGE)
+    if draw(st.integers(0, 59)) == 0:
+        cells = cells[: draw(st.integers(0, 3))]
+    return ",".join(cells)
+
+
+headers = st.sampled_from([",".join(TRACE_HEADER)] * 8 + ["submit_s,duration_s,cpus", "a,b,c,d", ""])
+flag_values = st.one_of(PLAUSIBLE, PLAUSIBLE, PLAUSIBLE, NUMBERS)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    header=headers,
+    body=st.lists(trace_rows(), max_size=12),
+    flags=st.lists(st.tuples(st.sampled_from(FLAG_NAMES), flag_values), max_size=5),
+)
+def test_fuzzed_flags_and_traces_exit_0_with_json_or_2_with_one_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    header: str,
+    body: list[str],
+    flags: list[tuple[str, str]],
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "trace.csv"
+    path.write_text(header + "\n" + "\n".join(body) + "\n")
+    argv = ["--trace", str(path)] + [f"{name}={value}" for name, value in flags]
+    code, out, err = run_cli(argv, capsys)  # any other exception fails the test: a traceback
+    event(f"exit {code}")
+    if code == 0:
+        figures = json.loads(out)
+        assert err == ""
+        for result in figures["policies"].values():
+            assert all(math.isfinite(v) for v in result["queue_wait_s"].values())
+            assert math.isfinite(result["worker_hours"]) and result["worker_hours"] >= 0
+    else:
+        assert code == 2, (code, err)
+        assert out == "" and err.count("\n") == 1 and "error: " in err, err

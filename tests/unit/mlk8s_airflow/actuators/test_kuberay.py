@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlk8s.scaling.policy import Decision, Worker
+from mlk8s.scaling import Decision, Worker
 from mlk8s_airflow.actuators.base import ActuatorError, ActuatorMode
 from mlk8s_airflow.actuators.kuberay import (
     DECISION_ANNOTATION,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlk8s.scaling.policy import PolicyState, QueueSnapshot
+from mlk8s.scaling import PolicyState, QueueSnapshot
 from mlk8s_airflow.hooks.ray_demand import RayNodeActivity, RayState
 from mlk8s_airflow.triggers.ray_pool import RayPoolLoop, RayPoolSettings
 from tests.k8s_api import MockKubeServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlk8s.scaling.policy import ResourceDemand
+from mlk8s.scaling import ResourceDemand
 from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL, RayDemandReader, parse_cluster_state
 
 

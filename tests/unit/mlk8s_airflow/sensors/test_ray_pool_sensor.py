@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlk8s.scaling.policy import Decision, PolicyState, QueueSnapshot, ResourceDemand
+from mlk8s.scaling import Decision, PolicyState, QueueSnapshot, ResourceDemand
 from mlk8s_airflow.actuators.base import Member
 from mlk8s_airflow.hooks.ray_demand import RayNodeActivity, RayState
 from mlk8s_airflow.sensors.ray_pool import RayPoolSensor
