@@ -51,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metric", default="held_out_accuracy", help="the metric the decision compares")
     evaluate.add_argument("--goal", choices=[g.value for g in Goal], default=Goal.MAX.value, help="max: higher wins")
     evaluate.add_argument("--tolerance", type=float, default=0.0, help="how much worse still counts as not worse")
-    evaluate.add_argument("--force", action="store_true", help="decide to publish without comparing")
+    evaluate.add_argument(
+        "--force",
+        type=str.lower,
+        choices=("true", "false"),
+        default="false",
+        help="true: decide to publish without comparing (after the model's shapes changed on purpose)",
+    )
     evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
     publish = sub.add_parser("publish", parents=[common, trained], help="make the candidate the live model")
@@ -139,7 +145,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         published=None if live is None else theirs_metrics,
         same_weights=live is not None and live.weights_sha256 == candidate.sha256,
         incomparable=incomparable,
-        force=args.force,
+        force=args.force == "true",
     )
     result = {
         "decision": verdict.decision,

@@ -98,7 +98,7 @@ def test_a_live_model_of_other_shapes_is_kept_unless_forced(
     assert publish(xcom, registry, trained["wide"], "weak", "none")[0] == EXIT_OK  # recorded with the wrong options
     code, result = evaluate(xcom, registry, trained["strong"], "strong")
     assert code == EXIT_OK and result["decision"] == "keep" and "cannot be scored on this data" in result["reason"]
-    code, forced = evaluate(xcom, registry, trained["strong"], "strong", "--force")
+    code, forced = evaluate(xcom, registry, trained["strong"], "strong", "--force", "True")
     assert code == EXIT_OK and forced["decision"] == "publish"
 
 
@@ -119,6 +119,7 @@ def test_publish_against_a_moved_pointer_fails_and_keeps_it(
         (["--metric", "f1"], "--metric"),
         (["--tolerance", "-1"], "--tolerance"),
         (["--threads", "0"], "--threads"),
+        (["--force", "yes"], "--force"),
         (["--task-option", "novalue"], "--task-option"),
         (["--task-option", "bogus=1"], "--task-option"),
         (["--data", "/definitely/not/here.parquet"], "--data"),
