@@ -4,6 +4,9 @@
 the token from ``RAY_AUTH_TOKEN``), writes ``{"address", "pid", "head_cpus"}`` to FILE once the head has
 registered, and stops the cluster and removes FILE on SIGTERM. Worker nodes are added and removed by the Ray
 pool autoscaler through the local actuator.
+
+Ray gives a starting node a fixed 30 s to register with its GCS, which a busy laptop can miss; the start is
+tried up to three times (tenacity), each with a clean temp dir, before the service gives up.
 """
 
 from __future__ import annotations
@@ -37,11 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
     cluster = LocalRayCluster(args.temp_dir, head_cpus=args.head_cpus, drain_timeout_s=5.0)
+
+    def start() -> str:
+        cluster.stop()
+        shutil.rmtree(args.temp_dir, ignore_errors=True)
+        return cluster.start()
+
     try:
-        address = cluster.start()
+        address = Retrying(
+            stop=stop_after_attempt(3),
+            wait=wait_fixed(2),
+            retry=retry_if_exception_type(RayClusterError),
+            before_sleep=lambda state: log.warning(
+                "the Ray head did not start (%s); trying again", str(state.outcome.exception()).splitlines()[0]
+            ),
+            reraise=True,
+        )(start)
     except RayClusterError as exc:
-        print(f"ray_pool: error: the Ray head did not start: {exc}", file=sys.stderr)
+        print(f"ray_pool: error: the Ray head did not start in 3 tries: {exc}", file=sys.stderr)
         cluster.stop()
         return 1
     try:
