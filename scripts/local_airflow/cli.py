@@ -25,7 +25,7 @@ from local_airflow.settings import (
     API_USER,
     COMPONENTS,
     PORT_ENV,
-    RAY_POOL,
+    RAY_POOL_SERVICE,
     Settings,
     SettingsError,
     port_from_env,
@@ -75,16 +75,18 @@ def _died(records: list[supervisor.Record]) -> str | None:
 
 
 def _start_ray_pool(settings: Settings, token: str) -> dict[str, object]:
-    record = supervisor.read(settings.run_dir, RAY_POOL)
+    record = supervisor.read(settings.run_dir, RAY_POOL_SERVICE)
     if supervisor.alive(record) and settings.ray_state_file.exists():
         return dict(json.loads(settings.ray_state_file.read_text()))
     settings.ray_state_file.parent.mkdir(parents=True, exist_ok=True)
     settings.ray_state_file.unlink(missing_ok=True)
-    env = _with_scripts_path(settings.component_env(RAY_POOL, None))
+    env = _with_scripts_path(settings.component_env(RAY_POOL_SERVICE, None))
     env["RAY_AUTH_TOKEN"] = token
     argv = [sys.executable, "-m", "local_airflow.ray_pool", "--state", str(settings.ray_state_file)]
     argv += ["--temp-dir", str(settings.ray_temp_dir), "--head-cpus", str(settings.ray_cpus)]
-    record = supervisor.start(settings.run_dir, RAY_POOL, argv, env, REPO, settings.log_dir / f"{RAY_POOL}.log")
+    record = supervisor.start(
+        settings.run_dir, RAY_POOL_SERVICE, argv, env, REPO, settings.log_dir / f"{RAY_POOL_SERVICE}.log"
+    )
     readiness.wait_until(
         lambda: None if settings.ray_state_file.exists() else "no head yet",
         timeout_s=180,
@@ -100,7 +102,7 @@ def _provision(settings: Settings, ray: dict[str, object]) -> dict[str, str]:
         "admin_user": ADMIN_USER,
         "api_user": API_USER,
         "base_url": settings.base_url,
-        "pool": {"name": "ray", "slots": settings.ray_pool_slots, "description": "Tasks that run on the Ray pool"},
+        "pool_slots": settings.ray_pool_slots,
         "ray_connection": {"host": host, "port": int(port), "description": "The local Ray pool of make up"},
     }
     env = _with_scripts_path(settings.airflow_env())
@@ -196,7 +198,7 @@ def _relative(path: Path) -> str:
 
 def down(settings: Settings) -> int:
     airflow = [r for r in (supervisor.read(settings.run_dir, n) for n in reversed(COMPONENTS)) if r is not None]
-    pool = supervisor.read(settings.run_dir, RAY_POOL)
+    pool = supervisor.read(settings.run_dir, RAY_POOL_SERVICE)
     alive = [r.name for r in [*airflow, *([pool] if pool else [])] if supervisor.alive(r)]
     if not alive:
         say("==> nothing of make up is running")
@@ -212,7 +214,7 @@ def down(settings: Settings) -> int:
 
 def status(settings: Settings) -> int:
     any_alive = False
-    for name in (*COMPONENTS, RAY_POOL):
+    for name in (*COMPONENTS, RAY_POOL_SERVICE):
         record = supervisor.read(settings.run_dir, name)
         state = "running" if supervisor.alive(record) else "stopped"
         any_alive |= state == "running"

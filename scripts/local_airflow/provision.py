@@ -38,25 +38,28 @@ def provision(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow.utils import db
     from airflow.utils.session import create_session
 
+    from mlk8s_airflow.names import AIRFLOW_API_CONN_ID, RAY_CONN_ID
+    from mlk8s_airflow.setup import ray_pool
+
     db.initdb()
     # Generates (once) and writes the users' passwords where `airflow standalone` keeps them.
     create_auth_manager().init()
     passwords = SimpleAuthManager.get_passwords()
     admin, api_user = spec["admin_user"], spec["api_user"]
     with create_session() as session:
-        pool = spec["pool"]
+        pool = ray_pool(spec["pool_slots"])  # the deployment's init step creates the same pool
         Pool.create_or_update_pool(
-            pool["name"], pool["slots"], pool["description"], include_deferred=True, session=session
+            pool.name, pool.slots, pool.description, include_deferred=pool.include_deferred, session=session
         )
         ray = spec["ray_connection"]
         _upsert_connection(
             session,
-            "ray_default",
+            RAY_CONN_ID,
             {"conn_type": "generic", "host": ray["host"], "port": ray["port"], "description": ray["description"]},
         )
         _upsert_connection(
             session,
-            "airflow_api_default",
+            AIRFLOW_API_CONN_ID,
             {
                 "conn_type": "http",
                 "host": spec["base_url"],

@@ -14,16 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlk8s_airflow.names import AIRFLOW_API_USER
+
 #: The components, in start order; ``down`` stops them in reverse.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-#: The pool service's name beside them.
-RAY_POOL = "ray-pool"
+#: The Ray pool service's name beside them (the process; the Airflow pool is ``names.RAY_POOL``).
+RAY_POOL_SERVICE = "ray-pool"
 #: The variable that changes the UI's port (``AIRFLOW_PORT=8081 make up``).
 PORT_ENV = "AIRFLOW_PORT"
 DEFAULT_PORT = 8080
-#: Users of Airflow's SimpleAuthManager: you log in as admin; the Ray pool sensor reads the queue as mlk8s_api.
+#: Users of Airflow's SimpleAuthManager: you log in as admin; the Ray pool sensor reads the queue as the API user.
 ADMIN_USER = "admin"
-API_USER = "mlk8s_api"
+API_USER = AIRFLOW_API_USER
 USERS = f"{ADMIN_USER}:admin,{API_USER}:viewer"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 #: Components that run Ray-bound code and so need the pool's token (task processes are the scheduler's children).
@@ -71,10 +73,10 @@ class Settings:
             raise SettingsError(f"port {self.port} is not a TCP port; set {PORT_ENV} to a number from 1 to 65535")
         if self.parallelism < 1 or self.ray_cpus < 1 or self.ray_pool_slots < 1:
             raise SettingsError("parallelism, ray_cpus and ray_pool_slots must each be at least 1")
-        unknown = sorted(set(self.extra_env) - {"*", *COMPONENTS, RAY_POOL})
+        unknown = sorted(set(self.extra_env) - {"*", *COMPONENTS, RAY_POOL_SERVICE})
         if unknown:
             raise SettingsError(
-                f"extra_env names unknown component(s) {unknown}; use '*' or one of {[*COMPONENTS, RAY_POOL]}"
+                f"extra_env names unknown component(s) {unknown}; use '*' or one of {[*COMPONENTS, RAY_POOL_SERVICE]}"
             )
 
     # -- places --------------------------------------------------------------------------------------------

@@ -92,11 +92,11 @@ def test_everything_a_run_needs_exists(airflow_up: dict[str, Any]) -> None:
     state = json.loads((airflow_up["home"] / "up" / "ray" / "state.json").read_text())
     assert f"{ray['host']}:{ray['port']}" == state["address"]
     rest = api.get("/api/v2/connections/airflow_api_default")
-    assert rest["host"] == airflow_up["base"] and rest["login"] == "mlk8s_api"
+    assert rest["host"] == airflow_up["base"] and rest["login"] == "mlk8s-ray-pool"
     # The connection's user really can read the queue (what the Ray pool sensor does).
     password = json.loads((airflow_up["home"] / "simple_auth_manager_passwords.json.generated").read_text())
     viewer = httpx.post(
-        f"{airflow_up['base']}/auth/token", json={"username": "mlk8s_api", "password": password["mlk8s_api"]}
+        f"{airflow_up['base']}/auth/token", json={"username": "mlk8s-ray-pool", "password": password["mlk8s-ray-pool"]}
     )
     assert viewer.status_code == 201
 

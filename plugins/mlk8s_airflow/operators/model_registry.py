@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset
 
+from mlk8s_airflow.names import COMPONENT_LABEL
 from mlk8s_airflow.operators.pod import PodTaskOperator
-from mlk8s_airflow.placement import COMPONENT_LABEL
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

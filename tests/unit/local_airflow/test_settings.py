@@ -40,7 +40,7 @@ def test_everything_a_run_needs_is_set(tmp_path: Path) -> None:
     assert env["MLK8S_DATA_ROOT"] == str(tmp_path / "home" / "data")
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18080"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
-    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,mlk8s_api:viewer"
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,mlk8s-ray-pool:viewer"
 
 
 def test_the_ray_token_goes_only_where_ray_bound_code_runs(tmp_path: Path) -> None:
