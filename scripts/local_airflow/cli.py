@@ -151,9 +151,13 @@ def up(settings: Settings) -> int:
         )
     token = ray_token(settings)
     ray = _start_ray_pool(settings, token)
-    say(f"==> Ray pool (token auth on) at {ray['address']}")
-    say("==> metadata DB, users, pool 'ray', connections ray_default and airflow_api_default")
+    say(f"==> Ray pool (token auth on) at {ray['address']} ({time.monotonic() - started:.0f} s)")
+    phase = time.monotonic()
     provisioned = _provision(settings, ray)
+    say(
+        "==> metadata DB, users, pool 'ray', connections ray_default and airflow_api_default "
+        f"({time.monotonic() - phase:.0f} s)"
+    )
     started_now = []
     for name in COMPONENTS:
         if name in running:
@@ -165,9 +169,11 @@ def up(settings: Settings) -> int:
     say(f"==> {', '.join(started_now) or 'every component was running already'}{' started' if started_now else ''}")
     live = [r for r in records.values() if r is not None]
     with httpx.Client(base_url=settings.base_url, timeout=10.0) as client:
-        left = max(30.0, settings.start_timeout_s - (time.monotonic() - started))
         readiness.wait_until(
-            lambda: readiness.health_check(client), timeout_s=left, what="Airflow", died=lambda: _died(live)
+            lambda: readiness.health_check(client),
+            timeout_s=settings.start_timeout_s,
+            what="Airflow",
+            died=lambda: _died(live),
         )
         readiness.wait_until(lambda: readiness.ui_check(client), timeout_s=60, what="the UI", died=lambda: _died(live))
         dags = _wait_for_dags(settings, client, provisioned["admin_password"], live)
@@ -245,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="[COMPONENT:]KEY=VALUE", help="extra environment (repeatable)"
     )
-    parser.add_argument("--timeout", type=float, default=240.0, help="seconds up waits for everything to be ready")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds up waits for the started components to be healthy"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings(

@@ -65,7 +65,7 @@ class Settings:
     ray_cpus: int = field(default_factory=lambda: _default_sizes()[1])
     ray_pool_slots: int = 4
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    start_timeout_s: float = 240.0
+    start_timeout_s: float = 300.0
     stop_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -140,7 +140,7 @@ class Settings:
                 "AIRFLOW__API__WORKERS": "1",
                 # A task's supervisor calls the Execution API on the api-server; 5 s (the default) is too short
                 # on a busy laptop sharing SQLite between four components.
-                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 # New DAG files show up within half a minute instead of five.
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
                 "AIRFLOW__MLK8S__BACKEND": "local",

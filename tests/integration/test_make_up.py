@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.ray]
 
@@ -47,14 +48,20 @@ def launcher(command: str, home: Path, port: int, timeout: float = 900) -> subpr
 
 
 class Api:
+    """Admin calls; reads are retried on a timeout (a busy shared machine can stall the one api-server worker)."""
+
     def __init__(self, base: str, password: str) -> None:
-        self.client = httpx.Client(base_url=base, timeout=60)
+        self.client = httpx.Client(base_url=base, timeout=120)
         token = self.client.post("/auth/token", json={"username": "admin", "password": password})
         token.raise_for_status()
         self.client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
     def get(self, path: str, **params: Any) -> Any:
-        response = self.client.get(path, params=params)
+        for attempt in Retrying(
+            stop=stop_after_attempt(4), retry=retry_if_exception_type(httpx.TransportError), reraise=True
+        ):
+            with attempt:
+                response = self.client.get(path, params=params)
         response.raise_for_status()
         return response.json()
 
