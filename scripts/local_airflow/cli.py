@@ -202,17 +202,19 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+#: The order ``down`` stops things in: what starts tasks first, then the api-server once no client is left (its
+#: graceful shutdown waits for open requests), then the Ray pool the tasks ran on.
+STOP_ORDER = (("scheduler", "triggerer", "dag-processor"), ("api-server",), (RAY_POOL_SERVICE,))
+
+
 def down(settings: Settings) -> int:
-    airflow = [r for r in (supervisor.read(settings.run_dir, n) for n in reversed(COMPONENTS)) if r is not None]
-    pool = supervisor.read(settings.run_dir, RAY_POOL_SERVICE)
-    alive = [r.name for r in [*airflow, *([pool] if pool else [])] if supervisor.alive(r)]
-    if not alive:
-        say("==> nothing of make up is running")
-    killed = supervisor.stop(settings.run_dir, airflow, settings.stop_grace_s)
-    if pool is not None:
-        killed += supervisor.stop(settings.run_dir, [pool], settings.stop_grace_s)
-    if alive:
-        say(f"==> stopped {', '.join(alive)}")
+    stopped: list[str] = []
+    killed: list[str] = []
+    for names in STOP_ORDER:
+        records = [r for r in (supervisor.read(settings.run_dir, n) for n in names) if r is not None]
+        stopped += [r.name for r in records if supervisor.alive(r)]
+        killed += supervisor.stop(settings.run_dir, records, settings.stop_grace_s)
+    say(f"==> stopped {', '.join(stopped)}" if stopped else "==> nothing of make up is running")
     if killed:
         say(f"    (killed after {settings.stop_grace_s:.0f} s: {', '.join(killed)})")
     return 0
