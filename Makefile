@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # Pip's progress and location warnings drown the output; errors still show.
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: venv demo test test-fast lint typecheck bench clean
+.PHONY: venv demo up down test test-fast lint typecheck bench clean
 
 # The virtualenv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -24,6 +24,14 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) scripts/demo.py
+
+# The local Airflow (api-server + UI, scheduler, dag-processor, triggerer) and its Ray pool; AIRFLOW_PORT=8081 moves
+# the UI. `make up` twice is fine; `make down` stops what `make up` started (by pid). See docs/local-airflow.md.
+up: venv
+	PYTHONPATH=scripts $(PY) -m local_airflow up
+
+down:
+	@if test -x $(PY); then PYTHONPATH=scripts $(PY) -m local_airflow down; else echo "==> nothing of make up is running"; fi
 
 test: venv
 	$(PY) -m pytest

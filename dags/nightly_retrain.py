@@ -1,20 +1,30 @@
-"""Nightly retrain: documents -> Ray preprocessing (features + embeddings) -> checkpointed torch training.
+"""Nightly retrain: documents -> Ray preprocessing (features + embeddings) -> checkpointed torch training ->
+evaluation against the published model -> publication when the new model is not worse.
 
 Runs unchanged on Kubernetes (``[mlk8s] backend = kubernetes``, the Helm values) and locally
-(``backend = local``, what ``make demo`` uses): the operators build the same pod specs either way.
-This file only wires tasks; everything heavy happens inside the pods.
+(``backend = local``: ``make up``, ``make demo``): the operators build the same pod specs either way.
+
+Every path is keyed by the run (``{{ run_id | run_key }}``), so a run triggered without a logical date works,
+two runs of one day never share data, and a rerun of a run (a cleared task) redoes its own data in place.
+The first task refuses conf keys no Param declares. The model Asset gets an event only from ``publish``,
+which runs only when ``evaluate`` found the candidate not worse than the live model on the same held-out
+rows; ``live_model`` says which model is live either way. This file only wires tasks.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pendulum
-from airflow.sdk import Asset, Param, dag
+from airflow.sdk import Asset, Param, dag, get_current_context, task
 
+from mlk8s_airflow.dag_params import ConfCheckOperator, number_param
+from mlk8s_airflow.operators.model_registry import EvaluateModelOperator, PublishModelOperator, live_model_report
 from mlk8s_airflow.operators.pod import PodTaskOperator
 from mlk8s_airflow.operators.preprocessing import PreprocessingOperator
 from mlk8s_airflow.operators.training import TrainingOperator
+from mlk8s_airflow.run_keys import RUN_KEY_FILTERS
 
 # Read once at parse time (cheap): where this deployment keeps its data. s3:// or gs:// in a cluster.
 DATA_ROOT = os.environ.get("MLK8S_DATA_ROOT", "s3://mlk8s-data")
@@ -22,6 +32,14 @@ IMAGE = os.environ.get("MLK8S_IMAGE", "ghcr.io/mlk8s/mlk8s:0.1.0")
 
 FEATURES = Asset(name="document_features", uri=f"{DATA_ROOT}/features")
 MODEL = Asset(name="document_classifier", uri=f"{DATA_ROOT}/models/document_classifier")
+
+RUN_KEY = "{{ run_id | run_key }}"
+RUN_DIR = "{{ params.data_root }}/nightly_retrain/runs/" + RUN_KEY
+REGISTRY = "{{ params.data_root }}/models/document_classifier"
+CANDIDATE = f"{REGISTRY}/candidates/{RUN_KEY}"
+FEATURES_URI = f"{RUN_DIR}/features"
+#: The training task's options; evaluate and publish get the same, so the live model can be rebuilt and scored.
+TASK_OPTIONS: dict[str, str] = {}
 
 
 @dag(
@@ -32,6 +50,7 @@ MODEL = Asset(name="document_classifier", uri=f"{DATA_ROOT}/models/document_clas
     max_active_runs=1,
     tags=["mlk8s", "training", "ray"],
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=5), "image": IMAGE},
+    user_defined_filters=RUN_KEY_FILTERS,
     params={
         "data_root": Param(
             DATA_ROOT,
@@ -39,15 +58,25 @@ MODEL = Asset(name="document_classifier", uri=f"{DATA_ROOT}/models/document_clas
             minLength=1,
             description="Where raw data, features, checkpoints and models live (a path, s3:// or gs:// URI).",
         ),
-        "documents": Param(
-            300,
-            type="integer",
-            minimum=1,
-            maximum=10_000_000,
-            description="How many sample documents the extract step writes.",
+        "documents": number_param(
+            300, minimum=1, maximum=10_000_000, description="How many sample documents the extract step writes."
         ),
-        "epochs": Param(20, type="integer", minimum=1, maximum=1000, description="Training epochs."),
-        "seed": Param(0, type="integer", minimum=0, description="Seed: the same seed and data give the same model."),
+        "epochs": number_param(20, minimum=1, maximum=1000, description="Training epochs."),
+        "seed": number_param(
+            0, minimum=0, description="Seed of the model and of the held-out split: same seed and data, same model."
+        ),
+        "tolerance": number_param(
+            0.0,
+            integer=False,
+            minimum=0,
+            maximum=1,
+            description="How much lower held-out accuracy than the live model's still counts as not worse.",
+        ),
+        "force_publish": Param(
+            False,
+            type="boolean",
+            description="Publish the new model without comparing (e.g. after changing the model's shapes).",
+        ),
         "simulate_eviction": Param(
             False,
             type="boolean",
@@ -58,28 +87,28 @@ MODEL = Asset(name="document_classifier", uri=f"{DATA_ROOT}/models/document_clas
     doc_md=__doc__,
 )
 def nightly_retrain() -> None:
-    day = "{{ params.data_root }}/{{ ds_nodash }}"
+    check = ConfCheckOperator()
     extract = PodTaskOperator(
         task_id="extract_documents",
         cmds=["python", "-m", "mlk8s.preprocessing.samples"],
-        arguments=["--output", f"{day}/raw/documents.parquet", "--rows", "{{ params.documents }}"],
+        arguments=["--output", f"{RUN_DIR}/raw/documents.parquet", "--rows", "{{ params.documents }}"],
         do_xcom_push=False,
     )
     preprocess = PreprocessingOperator(
         task_id="preprocess",
-        input_uri=f"{day}/raw/documents.parquet",
-        output_uri=f"{day}/features",
+        input_uri=f"{RUN_DIR}/raw/documents.parquet",
+        output_uri=FEATURES_URI,
         output_asset=FEATURES,
     )
     train = TrainingOperator(
         task_id="train",
-        data_uri=f"{day}/features",
-        checkpoint_uri="{{ params.data_root }}/checkpoints/{{ run_id | replace(':', '_') | replace('+', '_') }}",
-        output_uri=f"{day}/model",
+        data_uri=FEATURES_URI,
+        checkpoint_uri=f"{RUN_DIR}/checkpoints",
+        output_uri=CANDIDATE,
         epochs="{{ params.epochs }}",
         seed="{{ params.seed }}",
+        task_options=TASK_OPTIONS,
         checkpoint_every_steps=50,
-        model_asset=MODEL,
         local_disruption={
             "enabled": "{{ params.simulate_eviction }}",
             "signal": "SIGTERM",
@@ -87,7 +116,46 @@ def nightly_retrain() -> None:
             "attempts": [1],
         },
     )
-    extract >> preprocess >> train
+    evaluate = EvaluateModelOperator(
+        task_id="evaluate",
+        registry_uri=REGISTRY,
+        candidate_uri=CANDIDATE,
+        data_uri=FEATURES_URI,
+        task_options=TASK_OPTIONS,
+        tolerance="{{ params.tolerance }}",
+        force="{{ params.force_publish }}",
+    )
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def not_worse(evaluation: dict[str, Any]) -> bool:
+        """Skips ``publish`` (and with it the model Asset event) unless the evaluation said publish."""
+        return evaluation.get("decision") == "publish"
+
+    publish = PublishModelOperator(
+        task_id="publish",
+        registry_uri=REGISTRY,
+        candidate_uri=CANDIDATE,
+        expect_live="{{ (ti.xcom_pull(task_ids='evaluate')['published'] or {}).get('weights_sha256') or 'none' }}",
+        run_key=RUN_KEY,
+        task_options=TASK_OPTIONS,
+        model_asset=MODEL,
+    )
+
+    @task(trigger_rule="none_failed")
+    def live_model() -> dict[str, Any]:
+        """Which model is live after this run, whether or not its candidate was published."""
+        ti = get_current_context()["ti"]
+        report = live_model_report(ti.xcom_pull(task_ids="evaluate"), ti.xcom_pull(task_ids="publish"))
+        live = report["live"] or {}
+        print(
+            f"mlk8s: live model {str(live.get('weights_sha256'))[:12]} from run {live.get('run_key')} at "
+            f"{live.get('model_dir')}; this run's candidate was "
+            f"{'published' if report['candidate_published'] else 'kept out'}: {report['reason']}"
+        )
+        return report
+
+    check >> extract >> preprocess >> train >> evaluate
+    not_worse(evaluate.output) >> publish >> live_model()
 
 
 nightly_retrain()

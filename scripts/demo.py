@@ -1,6 +1,6 @@
 """`make demo`: run the nightly retrain DAG end to end on the embedded default and say what happened.
 
-Embedded default = a local Airflow on SQLite in ./.airflow, a real local Ray cluster (token auth on), and the
+Embedded default = a local Airflow on SQLite in ./.demo/airflow, a real local Ray cluster (token auth on), and the
 ``local`` backend, which runs each task's pod spec as a local process. The training pod is evicted once
 (SIGTERM after its first checkpoint) to show it resume from the checkpoint without spending a retry.
 """
@@ -14,9 +14,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-HOME = REPO / ".airflow"
+# Not ./.airflow: that is `make up`'s home, whose scheduler must not meet the runs dag.test() makes here.
+HOME = REPO / ".demo" / "airflow"
 DATA = REPO / ".demo" / "data"
 
 os.environ["AIRFLOW_HOME"] = str(HOME)
@@ -80,12 +82,18 @@ def run_dag(started: float) -> int:
     return summarise(dr, started)
 
 
+def _start_order(ti: Any) -> float:
+    """When a task started; a skipped one (publish, when the model is kept out) may carry no dates: last."""
+    when = ti.start_date or ti.end_date
+    return float(when.timestamp()) if when else float("inf")
+
+
 def summarise(dr: object, started: float) -> int:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     say("Summary")
-    tis = sorted(dr.get_task_instances(), key=lambda t: t.start_date or t.end_date)  # type: ignore[attr-defined]
+    tis = sorted(dr.get_task_instances(), key=_start_order)  # type: ignore[attr-defined]
     with create_session() as session:
         for ti in tis:
             took = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else 0.0
@@ -95,6 +103,7 @@ def summarise(dr: object, started: float) -> int:
             for row in session.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id, key="return_value")  # type: ignore[attr-defined]
         }
     prep, train = results.get("preprocess") or {}, results.get("train") or {}
+    evaluation, live = results.get("evaluate") or {}, (results.get("live_model") or {}).get("live") or {}
     if prep:
         print(
             f"    preprocessing: {prep.get('input_rows')} documents in, {prep.get('output_rows')} rows with "
@@ -110,6 +119,10 @@ def summarise(dr: object, started: float) -> int:
             f"    model: {train.get('model_uri')}  held-out accuracy "
             f"{metrics.get('held_out_accuracy', float('nan')):.3f}"
         )
+    if evaluation:
+        print(f"    evaluation: {evaluation.get('decision')} ({evaluation.get('reason')})")
+    if live:
+        print(f"    live model: {str(live.get('weights_sha256'))[:12]} from run {live.get('run_key')}")
     ok = str(dr.state) == "success"  # type: ignore[attr-defined]
     print(f"    DAG run {dr.run_id}: {dr.state} in {time.monotonic() - started:.0f} s")  # type: ignore[attr-defined]
     return 0 if ok else 1

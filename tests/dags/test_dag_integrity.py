@@ -6,6 +6,7 @@ imported by other tests hides a heavy import.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -26,7 +27,8 @@ heavy = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(",
 dags = {
     dag_id: {
         "tags": sorted(dag.tags or []),
-        "tasks": {t.task_id: {"retries": t.retries} for t in dag.tasks},
+        "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
+        "params": {k: {"schema": p.schema, "description": p.description} for k, p in dag.params.items()},
     }
     for dag_id, dag in bag.dags.items()
 }
@@ -34,6 +36,7 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 """
 
 
+@functools.cache
 def parse(path: Path) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(path), ",".join(HEAVY)],
@@ -68,3 +71,36 @@ def test_tags_and_retries_are_set(parsed: dict) -> None:
         assert dag["tags"], f"{dag_id} has no tags"
         for task_id, task in dag["tasks"].items():
             assert task["retries"] >= 1, f"{dag_id}.{task_id} has no retries"
+
+
+#: DAGs our users trigger from the form; their Params are held to what the form needs.
+USER_TRIGGERED = ("nightly_retrain", "preprocess_on_demand")
+
+
+@pytest.fixture(scope="module")
+def user_dags() -> dict[str, dict]:
+    found = {}
+    for path in DAG_FILES:
+        found.update({k: v for k, v in parse(path)["dags"].items() if k in USER_TRIGGERED})
+    assert sorted(found) == sorted(USER_TRIGGERED)
+    return found
+
+
+def test_every_param_of_a_user_triggered_dag_says_what_it_is(user_dags: dict[str, dict]) -> None:
+    for dag_id, dag in user_dags.items():
+        for name, param in dag["params"].items():
+            assert param["description"], f"{dag_id}: Param {name!r} has no description for the trigger form"
+
+
+def test_no_number_param_can_be_clamped_by_the_trigger_form(user_dags: dict[str, dict]) -> None:
+    # The form's NumberInput clamps to a top-level minimum/maximum; bounds go in allOf (dag_params.number_param).
+    for dag_id, dag in user_dags.items():
+        for name, param in dag["params"].items():
+            clampable = {"minimum", "maximum"} & set(param["schema"])
+            assert not clampable, f"{dag_id}: Param {name!r} has top-level {sorted(clampable)}; use number_param"
+
+
+def test_unknown_conf_keys_are_checked_before_any_other_task(user_dags: dict[str, dict]) -> None:
+    for dag_id, dag in user_dags.items():
+        roots = [task_id for task_id, task in dag["tasks"].items() if not task["upstream"]]
+        assert roots == ["check_params"], f"{dag_id}: tasks {roots} start without the conf check"
