@@ -18,30 +18,33 @@ checked, but RBAC rules are not evaluated).
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
 import math
 import re
 import secrets
-import struct
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
-from tests.k8s_api import kubelet
+from tests.k8s_api import authentication, kubelet
+from tests.k8s_api.admission import admit_pod, warning_header
+from tests.k8s_api.audit import AuditRecord
+from tests.k8s_api.authentication import ADMIN, ANONYMOUS, Tokens
+from tests.k8s_api.errors import ApiError, conflict, invalid, not_found
+from tests.k8s_api.http_handler import ApiHandler, flag
 from tests.k8s_api.kubelet import DEFAULT_NODES, Disruption, Node, PodScript, as_disruption
 from tests.k8s_api.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
-from tests.k8s_api.schemas import CustomResource, ObjectInvalid, kuberay_resources, validate_object
+from tests.k8s_api.pod_rules import check_pod_update, default_pod
+from tests.k8s_api.rbac import BOOTSTRAP_POLICY, RBAC_GROUP, RbacStore, UserInfo, forbidden_message
+from tests.k8s_api.request_info import request_attributes, websocket_create_check
+from tests.k8s_api.resources import ResourceType, builtin_types
+from tests.k8s_api.schemas import ObjectInvalid, kuberay_resources, validate_object
 from tests.k8s_api.selectors import (
     SelectorError,
     match_label_selector_object,
@@ -50,103 +53,6 @@ from tests.k8s_api.selectors import (
 )
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    has_status: bool = False
-    custom: CustomResource | None = None
-    writable: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-
-def _builtin_types() -> list[ResourceType]:
-    return [
-        ResourceType("", "v1", "pods", "Pod", has_status=True),
-        ResourceType("", "v1", "events", "Event"),
-        ResourceType("", "v1", "secrets", "Secret"),
-        ResourceType("", "v1", "configmaps", "ConfigMap"),
-        ResourceType("", "v1", "services", "Service", has_status=True),
-        ResourceType("", "v1", "serviceaccounts", "ServiceAccount"),
-        ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, has_status=True),
-        ResourceType("", "v1", "nodes", "Node", namespaced=False, has_status=True, writable=False),
-        ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", has_status=True),
-        ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
-        ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
-    ]
-
-
-class ApiError(Exception):
-    """An error the server answers with a ``Status`` body."""
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        details: Obj | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-        self.headers = dict(headers or {})
-
-    def status(self) -> Obj:
-        body: Obj = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            body["details"] = self.details
-        return body
-
-
-def not_found(rt: ResourceType, name: str) -> ApiError:
-    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        404, "NotFound", f'{resource} "{name}" not found', {"name": name, "group": rt.group, "kind": rt.plural}
-    )
-
-
-def conflict(rt: ResourceType, name: str) -> ApiError:
-    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        {"name": name, "group": rt.group, "kind": rt.plural},
-    )
-
-
-def invalid(exc: ObjectInvalid, group: str) -> ApiError:
-    return ApiError(
-        422,
-        "Invalid",
-        str(exc),
-        {
-            "name": exc.name,
-            "group": group,
-            "kind": exc.kind,
-            "causes": [{"reason": e.reason, "message": e.message, "field": e.field} for e in exc.errors],
-        },
-    )
 
 
 @dataclass
@@ -193,6 +99,8 @@ class RecordedRequest:
     content_type: str | None
     body: Any
     status: int
+    #: The authenticated user's name (None when the request was refused before authentication).
+    user: str | None = None
 
 
 @dataclass
@@ -219,16 +127,36 @@ class MockKubeServer:
         namespaces: Sequence[str] = ("default", "kube-system", "mlk8s"),
         nodes: Sequence[Node] = DEFAULT_NODES,
         token: str | None = None,
+        rbac: bool = False,
+        pod_security: bool = False,
+        host: str = "127.0.0.1",
         step_s: float = 0.05,
         with_kuberay: bool = True,
         kuberay_operator: bool = False,
     ) -> None:
+        #: Bind address; the cluster-in-a-box also listens where pods can reach it (see tests/cluster).
+        self.host = host
+        #: Authorize every request by the RBAC objects stored in the server (403 otherwise).
+        self.rbac = rbac
+        #: Apply the namespaces' ``pod-security.kubernetes.io/*`` labels to pod creation.
+        self.pod_security = pod_security
+        self.tokens = Tokens()
+        #: Every authorization check made (identity, verb, resource, ..., allowed); see tests/k8s_api/audit.py.
+        self.audit: list[AuditRecord] = []
+        #: ``(pod name, message)`` for pods that the namespace's ``audit`` Pod Security level flags.
+        self.pod_security_audit: list[tuple[str, str]] = []
+        self._request_context = threading.local()
+        #: The test set-up's own credential: a given static token, or one minted when RBAC is on.
         self.token = token
+        if token is None and rbac:
+            self.token = self.tokens.issue(ADMIN)
+        elif token is not None:
+            self.tokens.register(token, ADMIN)
         #: Pause between the steps the kubelet plays (scheduled, started, each log line, exit).
         self.step_s = step_s
         self.nodes = list(nodes)
         self._types: dict[tuple[str, str, str], ResourceType] = {}
-        for rt in _builtin_types():
+        for rt in builtin_types():
             self._types[(rt.group, rt.version, rt.plural)] = rt
         if with_kuberay:
             for cr in kuberay_resources():
@@ -257,12 +185,14 @@ class MockKubeServer:
             )
         for node in self.nodes:
             self.put_object(node.to_dict())
+        for policy in BOOTSTRAP_POLICY:
+            self.put_object(policy)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> MockKubeServer:
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        handler = type("Handler", (ApiHandler,), {"api": self})
+        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-kube-api", daemon=True
@@ -304,21 +234,102 @@ class MockKubeServer:
             cfg.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(cfg)
 
-    def kubeconfig(self, namespace: str = "mlk8s") -> Obj:
-        """A kubeconfig dict pointing at this server (for ``KubernetesHook``'s ``config_dict`` or a file)."""
-        user: Obj = {"token": self.token} if self.token else {}
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "mock", "cluster": {"server": self.url}}],
-            "users": [{"name": "mock", "user": user}],
-            "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock", "namespace": namespace}}],
-            "current-context": "mock",
-        }
+    def kubeconfig(self, namespace: str = "mlk8s", token: str | None = None) -> Obj:
+        """A kubeconfig dict pointing at this server (for ``KubernetesHook``'s ``config_dict`` or a file).
 
-    def write_kubeconfig(self, path: Path, namespace: str = "mlk8s") -> Path:
-        path.write_text(yaml.safe_dump(self.kubeconfig(namespace)))
-        return path
+        Without ``token`` it carries the test set-up's own credential (the admin, when there is one).
+        """
+        return authentication.kubeconfig(self.url, token or self.token, namespace)
+
+    def write_kubeconfig(self, path: Path, namespace: str = "mlk8s", token: str | None = None) -> Path:
+        return authentication.write_kubeconfig(path, self.kubeconfig(namespace, token))
+
+    def issue_token(self, user: UserInfo) -> str:
+        """A bearer token for ``user`` (a ServiceAccount's authenticates only while the ServiceAccount exists)."""
+        return self.tokens.issue(user)
+
+    def service_account_kubeconfig(self, namespace: str, name: str, default_namespace: str = "mlk8s") -> Obj:
+        """A kubeconfig for ServiceAccount ``namespace/name``, as a pod's projected token would give it."""
+        return self.kubeconfig(default_namespace, self.issue_token(UserInfo.service_account(namespace, name)))
+
+    # --- authentication, authorization, admission warnings (called by the HTTP handler) -----------------------
+
+    def begin_request(self) -> None:
+        self._request_context.warnings = []
+        self._request_context.user = None
+
+    def add_warning(self, message: str) -> None:
+        warnings = getattr(self._request_context, "warnings", None)
+        if warnings is not None:
+            warnings.append(warning_header(message))
+
+    def request_warnings(self) -> list[str]:
+        return list(getattr(self._request_context, "warnings", None) or [])
+
+    def end_request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        content_type: str | None,
+        body: Any,
+        status: int,
+    ) -> None:
+        user: UserInfo | None = getattr(self._request_context, "user", None)
+        with self._lock:
+            self.requests.append(
+                RecordedRequest(method, path, query, content_type, body, status, user.name if user else None)
+            )
+        self._request_context.warnings = None
+
+    def rbac_store(self) -> RbacStore:
+        """The RBAC objects stored right now, as the authorizer reads them."""
+        with self._lock:
+            objects = [
+                copy.deepcopy(o)
+                for (g, p, _, _), o in self._objects.items()
+                if g == RBAC_GROUP and p in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")
+            ]
+        return RbacStore.from_objects(objects)
+
+    def authenticate(self, authorization: str | None) -> UserInfo:
+        """The requester, or 401: no credential where one is required, an unknown token, a deleted ServiceAccount."""
+        user = self.tokens.lookup(authorization)
+        if user is ANONYMOUS and self.token is not None and not self.rbac:
+            user = None  # a static-token server requires the token
+        if user is not None and (ref := user.service_account_ref) is not None:
+            if self.get("serviceaccounts", ref[1], ref[0]) is None:
+                user = None
+        if user is None:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return user
+
+    def authenticate_and_authorize(
+        self, method: str, path: str, query: Mapping[str, str], authorization: str | None, *, websocket: bool = False
+    ) -> UserInfo:
+        """Authenticate the request; with RBAC on, authorize it (403 in the API server's words) and audit it."""
+        user = self.authenticate(authorization)
+        self._request_context.user = user
+        if not self.rbac:
+            return user
+        attrs = request_attributes(user, method, path, query)
+        checks = [(attrs, False)]
+        extra = websocket_create_check(attrs, websocket)
+        if extra is not None:
+            checks.append((extra, True))
+        store = self.rbac_store()
+        for check, synthetic in checks:
+            decision = store.authorize(check)
+            with self._lock:
+                self.audit.append(AuditRecord.of(check, decision.allowed, method, synthetic=synthetic))
+            if not decision.allowed:
+                details: Obj = {"kind": check.resource} if check.resource else {}
+                if check.api_group:
+                    details["group"] = check.api_group
+                if check.name:
+                    details["name"] = check.name
+                raise ApiError(403, "Forbidden", forbidden_message(check, decision.reason), details or None)
+        return user
 
     # --- state access for tests ---------------------------------------------------------------------------
 
@@ -727,10 +738,12 @@ class MockKubeServer:
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         meta.pop("resourceVersion", None)
         if rt.plural == "pods":
-            _default_pod(obj)
+            default_pod(obj)
         if rt.has_status and rt.plural != "namespaces":
             obj.pop("status", None)
         self._validate(rt, obj)
+        if rt.plural == "pods" and self.pod_security:
+            self._admit_pod(obj, namespace or "")
         with self._changed:
             key = (rt.group, rt.plural, namespace or "", meta["name"])
             if key in self._objects:
@@ -750,6 +763,17 @@ class MockKubeServer:
             if rt.plural == "pods":
                 self._start_kubelet(stored)
             return copy.deepcopy(stored)
+
+    def _admit_pod(self, pod: Obj, namespace: str) -> None:
+        """Pod Security admission from the namespace's labels: 403 on ``enforce``, a Warning on ``warn``."""
+        decision = admit_pod(pod, self.get("namespaces", namespace))
+        if decision.forbidden:
+            raise ApiError(403, "Forbidden", decision.forbidden, {"name": pod["metadata"]["name"], "kind": "pods"})
+        for warning in decision.warnings:
+            self.add_warning(warning)
+        if decision.audit:
+            with self._lock:
+                self.pod_security_audit.extend((pod["metadata"]["name"], text) for text in decision.audit)
 
     def _start_kubelet(self, pod: Obj) -> None:
         script = self._claim_script(pod)
@@ -835,8 +859,8 @@ class MockKubeServer:
                 else:
                     new.pop("status", None)
             if rt.plural == "pods":
-                _default_pod(new)  # the server defaults updates as it defaults creates
-                _check_pod_update(current, new)
+                default_pod(new)  # the server defaults updates as it defaults creates
+                check_pod_update(current, new)
         else:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
         self._validate(rt, new)
@@ -1182,363 +1206,3 @@ class MockKubeServer:
             self._update_pod(namespace, name, pod["metadata"]["uid"], stop_sidecar)
             return "", "", 0
         return "", f"sh: mock server cannot run {text!r}\n", 127
-
-
-def flag(query: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter as Go's strconv.ParseBool reads it (the Python client sends ``True``)."""
-    return query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
-
-
-# --- pod defaults and update rules ----------------------------------------------------------------------------
-
-
-def _default_pod(pod: Obj) -> None:
-    """The defaults the API server fills in on create, so reads look like a real cluster's."""
-    spec = pod.setdefault("spec", {})
-    if not isinstance(spec, dict):
-        return
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("serviceAccountName", "default")
-    spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("priority", 0)
-    for group in ("initContainers", "containers"):
-        for c in spec.get(group) or []:
-            if not isinstance(c, dict):
-                continue
-            c.setdefault("terminationMessagePath", "/dev/termination-log")
-            c.setdefault("terminationMessagePolicy", "File")
-            image = str(c.get("image", ""))
-            tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
-            c.setdefault("imagePullPolicy", "Always" if tag in ("", "latest") else "IfNotPresent")
-            c.setdefault("resources", {})
-
-
-_MUTABLE_POD_FIELDS = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
-
-
-def _check_pod_update(current: Obj, new: Obj) -> None:
-    def frozen(spec: Any) -> Any:
-        spec = copy.deepcopy(spec or {})
-        for key in _MUTABLE_POD_FIELDS:
-            spec.pop(key, None)
-        for group in ("initContainers", "containers"):
-            for c in spec.get(group) or []:
-                c.pop("image", None)
-        return spec
-
-    if frozen(current.get("spec")) != frozen(new.get("spec")):
-        raise ApiError(
-            422,
-            "Invalid",
-            f'Pod "{current["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may not change fields '
-            "other than `spec.containers[*].image`, `spec.initContainers[*].image`, "
-            "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), "
-            "`spec.terminationGracePeriodSeconds`",
-            {
-                "name": current["metadata"]["name"],
-                "kind": "Pod",
-                "causes": [{"reason": "FieldValueForbidden", "field": "spec"}],
-            },
-        )
-
-
-# --- HTTP ------------------------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    api: MockKubeServer
-    protocol_version = "HTTP/1.1"
-    server_version = "mock-kube-apiserver"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the test output stays readable; MockKubeServer.requests records everything
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # --- plumbing ---
-
-    def _read_body(self) -> tuple[Any, bytes]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None, raw
-        try:
-            return json.loads(raw), raw
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
-
-    def _send_json(self, code: int, body: Obj, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, chunks: Iterator[bytes], content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            for chunk in chunks:
-                if chunk:
-                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                    self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip() or None
-        body: Any = None
-        status = 200
-        try:
-            body, _ = self._read_body()
-            if self.api.token is not None and self.headers.get("Authorization") != f"Bearer {self.api.token}":
-                raise ApiError(401, "Unauthorized", "Unauthorized")
-            fault = self.api._take_fault(method, url.path)
-            if fault is not None:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                raise ApiError(fault.code, fault.reason, fault.message, headers=headers)
-            status = self._route(method, url.path, query, body, content_type)
-        except ApiError as err:
-            status = err.code
-            self._send_json(err.code, err.status(), err.headers)
-        except Exception as exc:  # a bug in the mock must surface as a 500, not a hung client
-            status = 500
-            self._send_json(500, ApiError(500, "InternalError", f"mock server error: {exc!r}").status())
-            raise
-        finally:
-            with self.api._lock:
-                self.api.requests.append(RecordedRequest(method, url.path, query, content_type, body, status))
-
-    def _route(self, method: str, path: str, query: dict[str, str], body: Any, content_type: str | None) -> int:
-        api = self.api
-        if path in ("/version", "/version/"):
-            self._send_json(200, {"major": "1", "minor": "37", "gitVersion": "v1.37.0-mock", "platform": "linux/amd64"})
-            return 200
-        if path.rstrip("/") in ("/api", "/apis") or re.fullmatch(r"/api/v1/?|/apis/[^/]+/[^/]+/?", path):
-            self._send_json(200, self._discovery(path.rstrip("/")))
-            return 200
-        rt, namespace, name, sub = api._resolve(path)
-        if method == "GET":
-            if name is None:
-                if flag(query, "watch"):
-                    self._send_stream(api.watch_stream(rt, namespace, query), "application/json")
-                else:
-                    self._send_json(200, api.list_objects(rt, namespace, query))
-                return 200
-            if sub == "log" and rt.plural == "pods":
-                payload, streaming = api.log_stream(namespace or "", name, query)
-                if streaming:
-                    assert not isinstance(payload, bytes)
-                    self._send_stream(payload, "text/plain")
-                else:
-                    assert isinstance(payload, bytes)
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                return 200
-            if sub == "exec" and rt.plural == "pods":
-                return self._exec(namespace or "", name, path)
-            if sub not in (None, "status"):
-                raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-            self._send_json(200, api.read(rt, namespace, name))
-            return 200
-        if method == "POST":
-            if sub == "exec" and rt.plural == "pods" and name:
-                return self._exec(namespace or "", name, path)
-            created = api.create(rt, namespace, body, sub, name)
-            self._send_json(201, created)
-            return 201
-        if name is None:
-            raise ApiError(405, "MethodNotAllowed", "collection operations other than list/create are not supported")
-        if method == "PUT":
-            self._send_json(200, api.replace(rt, namespace, name, body, sub))
-            return 200
-        if method == "PATCH":
-            self._send_json(200, api.patch(rt, namespace, name, body, content_type or "", sub))
-            return 200
-        if method == "DELETE":
-            self._send_json(200, api.delete(rt, namespace, name, body))
-            return 200
-        raise ApiError(405, "MethodNotAllowed", f"method {method} not allowed")
-
-    def _discovery(self, path: str) -> Obj:
-        types = list(self.api._types.values())
-        if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        if path == "/apis":
-            groups: dict[str, list[str]] = {}
-            for rt in types:
-                if rt.group:
-                    groups.setdefault(rt.group, [])
-                    if rt.version not in groups[rt.group]:
-                        groups[rt.group].append(rt.version)
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
-                    }
-                    for g, vs in groups.items()
-                ],
-            }
-        parts = [p for p in path.split("/") if p]
-        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
-        resources = []
-        for rt in types:
-            if rt.group != group or rt.version != version:
-                continue
-            verbs = ["get", "list", "watch"] + (["create", "update", "patch", "delete"] if rt.writable else [])
-            resources.append(
-                {
-                    "name": rt.plural,
-                    "singularName": rt.kind.lower(),
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": verbs,
-                }
-            )
-            if rt.has_status:
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/status",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": rt.kind,
-                        "verbs": ["get", "patch", "update"],
-                    }
-                )
-        if not resources:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources,
-        }
-
-    # --- websocket exec (v4/v5 channel protocol, just enough for KPO's XCom sidecar) ---
-
-    def _exec(self, namespace: str, name: str, path: str) -> int:
-        query = parse_qs(urlsplit(self.path).query)
-        command = query.get("command", [])
-        container = (query.get("container") or [""])[-1]
-        wants_stdin = flag({k: v[-1] for k, v in query.items()}, "stdin")
-        if self.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError(400, "BadRequest", "exec needs a websocket upgrade")
-        if not container:
-            raise ApiError(400, "BadRequest", "a container name must be specified")
-        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
-        protocol = next(
-            (p for p in ("v4.channel.k8s.io", "v5.channel.k8s.io") if p in offered), offered[0] if offered else ""
-        )
-        # Check the pod before upgrading so errors come back as a Status, as the real server's do.
-        pod = self.api.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(self.api._types[("", "v1", "pods")], name)
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(
-            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-        ).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        if protocol:
-            self.send_header("Sec-WebSocket-Protocol", protocol)
-        self.end_headers()
-        self.close_connection = True
-        stdin_text = None
-        if wants_stdin:
-            stdin_text = self._ws_read_stdin()
-        try:
-            out, err, code = self.api.exec_command(namespace, name, container, command, stdin_text)
-        except ApiError as exc:
-            out, err, code = "", exc.message, 1
-        if out:
-            self._ws_send(b"\x01" + out.encode())
-        if err:
-            self._ws_send(b"\x02" + err.encode())
-        status: Obj = (
-            {"metadata": {}, "status": "Success"}
-            if code == 0
-            else {
-                "metadata": {},
-                "status": "Failure",
-                "message": f"command terminated with non-zero exit code: {code}",
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-            }
-        )
-        self._ws_send(b"\x03" + json.dumps(status).encode())
-        self._ws_send(b"", opcode=0x8)
-        return 101
-
-    def _ws_send(self, payload: bytes, opcode: int = 0x2) -> None:
-        header = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            header += bytes([n])
-        elif n < 65536:
-            header += bytes([126]) + struct.pack(">H", n)
-        else:
-            header += bytes([127]) + struct.pack(">Q", n)
-        try:
-            self.wfile.write(header + payload)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _ws_read_stdin(self, timeout: float = 10.0) -> str:
-        """Read client frames until a stdin line arrives (channel 0) or the client goes quiet."""
-        self.connection.settimeout(timeout)
-        data = b""
-        try:
-            while b"\n" not in data:
-                head = self.rfile.read(2)
-                if len(head) < 2:
-                    break
-                opcode, length = head[0] & 0x0F, head[1] & 0x7F
-                if length == 126:
-                    length = struct.unpack(">H", self.rfile.read(2))[0]
-                elif length == 127:
-                    length = struct.unpack(">Q", self.rfile.read(8))[0]
-                mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
-                if opcode == 0x8:
-                    break
-                if opcode in (0x1, 0x2) and payload[:1] == b"\x00":
-                    data += payload[1:]
-        except (TimeoutError, OSError):
-            pass
-        return data.decode(errors="replace")
