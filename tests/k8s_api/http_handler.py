@@ -6,13 +6,14 @@ import base64
 import hashlib
 import json
 import re
-import struct
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.k8s_api.containers import StartError
 from tests.k8s_api.errors import ApiError, not_found
+from tests.k8s_api.exec_stream import WebSocket, pump
 
 if TYPE_CHECKING:
     from tests.k8s_api.server import MockKubeServer
@@ -36,7 +37,6 @@ VERSION = {
 def flag(query: Mapping[str, str], name: str) -> bool:
     """A boolean query parameter as Go's strconv.ParseBool reads it (the Python client sends ``True``)."""
     return query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
-
 
 
 class ApiHandler(BaseHTTPRequestHandler):
@@ -183,7 +183,10 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._send_json(200, api.patch(rt, namespace, name, body, content_type or "", sub))
             return 200
         if method == "DELETE":
-            self._send_json(200, api.delete(rt, namespace, name, body))
+            options = dict(body) if isinstance(body, dict) else {}
+            if "gracePeriodSeconds" in query:  # the Python client sends DeleteOptions fields as query parameters
+                options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+            self._send_json(200, api.delete(rt, namespace, name, options or body))
             return 200
         raise ApiError(405, "MethodNotAllowed", f"method {method} not allowed")
 
@@ -260,10 +263,17 @@ class ApiHandler(BaseHTTPRequestHandler):
         protocol = next(
             (p for p in ("v4.channel.k8s.io", "v5.channel.k8s.io") if p in offered), offered[0] if offered else ""
         )
-        # Check the pod before upgrading so errors come back as a Status, as the real server's do.
+        # Check the pod (and start the command) before upgrading, so errors come back as a Status.
         pod = self.api.get("pods", name, namespace)
         if pod is None:
             raise not_found(self.api._types[("", "v1", "pods")], name)
+        process = None
+        if self.api._runs(pod):
+            assert self.api.process_kubelet is not None
+            try:
+                process = self.api.process_kubelet.open_exec(pod["metadata"]["uid"], container, command, wants_stdin)
+            except StartError as exc:
+                raise ApiError(400, "BadRequest", f"unable to upgrade connection: {exc}") from exc
         key = self.headers.get("Sec-WebSocket-Key", "")
         accept = base64.b64encode(
             hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
@@ -276,67 +286,18 @@ class ApiHandler(BaseHTTPRequestHandler):
             self.send_header("Sec-WebSocket-Protocol", protocol)
         self.end_headers()
         self.close_connection = True
-        stdin_text = None
-        if wants_stdin:
-            stdin_text = self._ws_read_stdin()
+        ws = WebSocket(self.rfile, self.wfile, self.connection)
+        if process is not None:
+            ws.finish(pump(ws, process))
+            return 101
+        stdin_text = ws.read_stdin_line() if wants_stdin else None
         try:
             out, err, code = self.api.exec_command(namespace, name, container, command, stdin_text)
         except ApiError as exc:
             out, err, code = "", exc.message, 1
         if out:
-            self._ws_send(b"\x01" + out.encode())
+            ws.channel(1, out.encode())
         if err:
-            self._ws_send(b"\x02" + err.encode())
-        status: Obj = (
-            {"metadata": {}, "status": "Success"}
-            if code == 0
-            else {
-                "metadata": {},
-                "status": "Failure",
-                "message": f"command terminated with non-zero exit code: {code}",
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-            }
-        )
-        self._ws_send(b"\x03" + json.dumps(status).encode())
-        self._ws_send(b"", opcode=0x8)
+            ws.channel(2, err.encode())
+        ws.finish(code)
         return 101
-
-    def _ws_send(self, payload: bytes, opcode: int = 0x2) -> None:
-        header = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            header += bytes([n])
-        elif n < 65536:
-            header += bytes([126]) + struct.pack(">H", n)
-        else:
-            header += bytes([127]) + struct.pack(">Q", n)
-        try:
-            self.wfile.write(header + payload)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _ws_read_stdin(self, timeout: float = 10.0) -> str:
-        """Read client frames until a stdin line arrives (channel 0) or the client goes quiet."""
-        self.connection.settimeout(timeout)
-        data = b""
-        try:
-            while b"\n" not in data:
-                head = self.rfile.read(2)
-                if len(head) < 2:
-                    break
-                opcode, length = head[0] & 0x0F, head[1] & 0x7F
-                if length == 126:
-                    length = struct.unpack(">H", self.rfile.read(2))[0]
-                elif length == 127:
-                    length = struct.unpack(">Q", self.rfile.read(8))[0]
-                mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
-                if opcode == 0x8:
-                    break
-                if opcode in (0x1, 0x2) and payload[:1] == b"\x00":
-                    data += payload[1:]
-        except (TimeoutError, OSError):
-            pass
-        return data.decode(errors="replace")

@@ -10,7 +10,6 @@ from tests.k8s_api.errors import ApiError
 Obj = dict[str, Any]
 
 
-
 def default_pod(pod: Obj) -> None:
     """The defaults the API server fills in on create, so reads look like a real cluster's."""
     spec = pod.setdefault("spec", {})

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.k8s_api import authentication, kubelet
 from tests.k8s_api.admission import admit_pod, warning_header
@@ -51,6 +51,9 @@ from tests.k8s_api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+
+if TYPE_CHECKING:
+    from tests.k8s_api.runtime import ProcessKubelet
 
 Obj = dict[str, Any]
 
@@ -176,6 +179,8 @@ class MockKubeServer:
         self._stopped = threading.Event()
         #: Run the mock KubeRay operator (tests/k8s_api/kuberay.py): RayClusters get head and worker pods.
         self.kuberay_operator = kuberay_operator
+        #: Set by :meth:`run_pods`: pods no script claims are really run (tests/k8s_api/runtime.py).
+        self.process_kubelet: ProcessKubelet | None = None
         self._reconcile_lock = threading.Lock()
         self._reconcile_pending: set[tuple[str, str]] = set()
         self._reconciled_generation: dict[tuple[str, str], int] = {}
@@ -201,6 +206,8 @@ class MockKubeServer:
         return self
 
     def stop(self) -> None:
+        if self.process_kubelet is not None:
+            self.process_kubelet.stop()
         self._stopped.set()
         with self._changed:
             for rt in self._runtimes.values():
@@ -330,6 +337,17 @@ class MockKubeServer:
                     details["name"] = check.name
                 raise ApiError(403, "Forbidden", forbidden_message(check, decision.reason), details or None)
         return user
+
+    def run_pods(self, **options: Any) -> ProcessKubelet:
+        """Really run every pod no script claims: a process kubelet with its own pod network (needs root).
+
+        ``options`` go to :class:`tests.k8s_api.runtime.ProcessKubelet` (``images``, ``backoff_s``, ...).
+        """
+        from tests.k8s_api.runtime import ProcessKubelet
+
+        if self.process_kubelet is None:
+            self.process_kubelet = ProcessKubelet(self, **options).start()
+        return self.process_kubelet
 
     # --- state access for tests ---------------------------------------------------------------------------
 
@@ -542,16 +560,46 @@ class MockKubeServer:
         if pod is None:
             raise KeyError(f"no pod {namespace}/{name}")
         uid = pod["metadata"]["uid"]
-        runtime = self._runtimes.get(uid)
-        if runtime is not None:
-            runtime.stop.set()
         event_reason = {"PreemptionByScheduler": "Preempted", "TerminationByKubelet": "Evicted"}.get(
             how.condition_reason or "", "Killing"
         )
         self._record_event(pod, event_reason, how.message, "Warning" if event_reason == "Evicted" else "Normal")
+        if self._runs(pod):
+            return self._disrupt_running(pod, how)
+        runtime = self._runtimes.get(uid)
+        if runtime is not None:
+            runtime.stop.set()
         updated = self._update_pod(namespace, name, uid, lambda p: kubelet.disrupt(p, how))
         if how.vanish and updated is not None:
             self._delete_object(self._types[("", "v1", "pods")], namespace, name)
+        return updated
+
+    def _disrupt_running(self, pod: Obj, how: Disruption) -> Obj | None:
+        """A disruption of a really running pod: the condition first, then the kubelet stops it.
+
+        Exit code 137 presets (a kubelet eviction, a lost node) kill at once; the others (preemption, the
+        Eviction API, the taint manager) give the pod its terminationGracePeriodSeconds, as a cluster does.
+        """
+        from tests.k8s_api.runtime import Termination
+
+        assert self.process_kubelet is not None
+        meta = pod["metadata"]
+
+        def mark(p: Obj) -> None:
+            if how.condition_reason:
+                kubelet.set_condition(
+                    p["status"],
+                    kubelet.condition("DisruptionTarget", True, kubelet.now(), how.condition_reason, how.message),
+                )
+
+        updated = self._update_pod(meta["namespace"], meta["name"], meta["uid"], mark)
+        if how.vanish:
+            return self._delete_gracefully(updated or pod, None if how.exit_code != 137 else 0)
+        grace = 0.0 if how.exit_code == 137 else float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        phase = how.phase if how.phase != "Failed" or how.pod_reason else "Failed"
+        self.process_kubelet.terminate(
+            meta["uid"], Termination(grace, delete=False, phase=phase, reason=how.pod_reason, message=how.message)
+        )
         return updated
 
     def _play(self, namespace: str, name: str, uid: str, script: PodScript, runtime: _PodRuntime) -> None:
@@ -637,6 +685,8 @@ class MockKubeServer:
         self._objects[key] = obj
         self._history.append((self._rv, event, rt.group, rt.plural, copy.deepcopy(obj)))
         self._changed.notify_all()
+        if rt.plural in ("pods", "services") and self.process_kubelet is not None:
+            self.process_kubelet.topology_changed()
         if self.kuberay_operator and rt.plural == "rayclusters" and rt.group == "ray.io":
             ident = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if self._reconciled_generation.get(ident) != obj["metadata"].get("generation"):
@@ -662,7 +712,14 @@ class MockKubeServer:
             if runtime is not None:
                 runtime.stop.set()
             self._changed.notify_all()
-            return obj
+        if rt.plural == "pods" and self._runs(obj):
+            from tests.k8s_api.runtime import Termination
+
+            assert self.process_kubelet is not None
+            self.process_kubelet.terminate(obj["metadata"]["uid"], Termination(0.0, delete=False))
+        if rt.plural in ("pods", "services") and self.process_kubelet is not None:
+            self.process_kubelet.topology_changed()
+        return obj
 
     # --- request handling (called by the HTTP handler) --------------------------------------------------------
 
@@ -787,6 +844,52 @@ class MockKubeServer:
                 name=f"kubelet-{meta['name']}",
                 daemon=True,
             ).start()
+        elif self.process_kubelet is not None:
+            self.process_kubelet.admit(copy.deepcopy(pod))
+
+    def _runs(self, pod: Obj | None) -> bool:
+        """Whether the process kubelet runs this pod (rather than a script or nobody)."""
+        return (
+            pod is not None and self.process_kubelet is not None and self.process_kubelet.owns(pod["metadata"]["uid"])
+        )
+
+    def _append_log(self, uid: str, container: str, line: str) -> None:
+        with self._changed:
+            runtime = self._runtimes.get(uid)
+            if runtime is None:
+                return
+            entries = runtime.logs.setdefault(container, [])
+            entries.append((time.time(), line))
+            if len(entries) > 50000:  # a chatty Ray node must not grow without bound
+                del entries[: len(entries) - 50000]
+            self._changed.notify_all()
+
+    def _remove_pod(self, namespace: str, name: str, uid: str) -> None:
+        """The kubelet's final deletion of a pod whose containers are gone."""
+        with self._changed:
+            current = self._objects.get(("", "pods", namespace, name))
+            if current is not None and current["metadata"]["uid"] == uid:
+                self._delete_object(self._types[("", "v1", "pods")], namespace, name)
+
+    def _delete_gracefully(self, pod: Obj, grace_s: float | None) -> Obj:
+        """Start a graceful deletion: deletionTimestamp set, the kubelet stops the containers, then removes it."""
+        from tests.k8s_api.runtime import Termination
+
+        assert self.process_kubelet is not None
+        meta = pod["metadata"]
+        grace = float(grace_s if grace_s is not None else pod["spec"].get("terminationGracePeriodSeconds", 30))
+        if pod["status"].get("phase") in ("Succeeded", "Failed"):
+            grace = 0.0
+
+        def mark(p: Obj) -> None:
+            if "deletionTimestamp" not in p["metadata"] or grace < p["metadata"].get("deletionGracePeriodSeconds", 1e9):
+                deadline = kubelet.now() + kubelet.dt.timedelta(seconds=grace)
+                p["metadata"]["deletionTimestamp"] = kubelet.rfc3339(deadline)
+                p["metadata"]["deletionGracePeriodSeconds"] = int(grace)
+
+        updated = self._update_pod(meta["namespace"], meta["name"], meta["uid"], mark) or pod
+        self.process_kubelet.terminate(meta["uid"], Termination(grace, delete=True))
+        return updated
 
     def read(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         with self._lock:
@@ -936,6 +1039,9 @@ class MockKubeServer:
                 raise conflict(rt, name)
             if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
                 raise conflict(rt, name)
+            if rt.plural == "pods" and self._runs(current) and current["spec"].get("nodeName"):
+                grace = body.get("gracePeriodSeconds") if isinstance(body, dict) else None
+                return copy.deepcopy(self._delete_gracefully(current, grace))
             if rt.plural == "pods" and current["status"].get("phase") == "Running":
                 self._record_event(current, "Killing", f"Stopping container {kubelet.main_container(current)}")
             deleted = self._delete_object(rt, namespace or "", name)
@@ -1033,11 +1139,20 @@ class MockKubeServer:
         if pod is None:
             raise not_found(pods_rt, name)
         labels = pod["metadata"].get("labels") or {}
+        healthy = pod["status"].get("phase") == "Running" and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or []
+        )
         if pod["status"].get("phase") not in ("Succeeded", "Failed"):
             for pdb in self.objects("poddisruptionbudgets", namespace, group="policy"):
                 if not match_label_selector_object((pdb.get("spec") or {}).get("selector"), labels):
                     continue
                 status = self._pdb_status(pdb)
+                if not healthy:
+                    # An unready pod does no work: AlwaysAllow evicts it; IfHealthyBudget (the default) does
+                    # when the budget's healthy pods are already enough.
+                    policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
+                    if policy == "AlwaysAllow" or status["currentHealthy"] >= status["desiredHealthy"]:
+                        continue
                 if status["disruptionsAllowed"] < 1:
                     raise ApiError(
                         429,
@@ -1054,7 +1169,21 @@ class MockKubeServer:
                             ]
                         },
                     )
-        self.disrupt_pod(namespace, name, Disruption.evicted_by_api())
+        if self._runs(pod):
+            options = (body or {}).get("deleteOptions") or {} if isinstance(body, dict) else {}
+            how = Disruption.evicted_by_api()
+
+            def mark(p: Obj) -> None:
+                kubelet.set_condition(
+                    p["status"],
+                    kubelet.condition("DisruptionTarget", True, kubelet.now(), how.condition_reason, how.message),
+                )
+
+            self._record_event(pod, "Killing", how.message)
+            marked = self._update_pod(namespace, name, pod["metadata"]["uid"], mark) or pod
+            self._delete_gracefully(marked, options.get("gracePeriodSeconds"))
+        else:
+            self.disrupt_pod(namespace, name, Disruption.evicted_by_api())
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     # --- streams: logs and watches ------------------------------------------------------------------------
