@@ -24,9 +24,11 @@ Progress and failures are written as one line each to the status file descriptor
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
+import resource
 import shutil
 import socket
 import sys
@@ -51,6 +53,29 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     if _libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {source} on {target} ({fstype or 'bind'}): {os.strerror(err)}")
+
+
+def inside(root: str, path: str, depth: int = 0) -> str:
+    """``path`` as seen from the container: each symlink resolved within ``root`` (``/var/run`` -> ``/run``).
+
+    Joining naively would follow an absolute symlink out to the host (and mount there).
+    """
+    if depth > 40:
+        raise OSError(f"too many levels of symbolic links in {path}")
+    current = root
+    parts = [p for p in path.split("/") if p and p != "."]
+    for i, part in enumerate(parts):
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            target = os.readlink(candidate)
+            rest = "/".join(parts[i + 1 :])
+            base = "/" if target.startswith("/") else os.path.relpath(current, root)
+            return inside(root, os.path.join(base, target, rest), depth + 1)
+        current = candidate
+    return current
 
 
 def bind(source: str, target: str, *, readonly: bool = False, recursive: bool = False) -> None:
@@ -114,7 +139,7 @@ def setup(spec: dict) -> str:
     except OSError:
         bind("/sys", os.path.join(root, "sys"), readonly=True, recursive=True)
     for item in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
-        bind(item["source"], os.path.join(root, item["target"].lstrip("/")), readonly=bool(item.get("readonly")))
+        bind(item["source"], inside(root, item["target"]), readonly=bool(item.get("readonly")))
     if spec.get("read_only_root"):
         mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
     os.chroot(root)
@@ -127,6 +152,11 @@ def setup(spec: dict) -> str:
     exe = argv[0] if "/" in argv[0] else shutil.which(argv[0], path=env.get("PATH", os.defpath))
     if exe is None or not os.path.exists(exe):
         raise OSError(f'exec: "{argv[0]}": executable file not found in $PATH')
+    # containerd gives every container 1048576 open files (KubeRay's command runs ``ulimit -n 65536``); here
+    # the soft limit is raised to this machine's hard limit, the most a process may have.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     os.setgroups(spec.get("groups", []))
     os.setgid(spec["gid"])
     os.setuid(spec["uid"])

@@ -51,8 +51,21 @@ def service_endpoints(service: Mapping[str, Any], pods: Iterable[Mapping[str, An
     return sorted(ips)
 
 
-def hosts_file(pod: Mapping[str, Any], services: Iterable[Mapping[str, Any]], pods: list[Mapping[str, Any]]) -> str:
-    """The /etc/hosts of ``pod``: loopback, its own name, then one line per (Service, backing pod IP)."""
+KUBERNETES_NAMES = (
+    f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
+    "kubernetes.default.svc",
+    "kubernetes.default",
+)
+
+
+def hosts_file(
+    pod: Mapping[str, Any],
+    services: Iterable[Mapping[str, Any]],
+    pods: list[Mapping[str, Any]],
+    extra: Mapping[str, list[str]] | None = None,
+) -> str:
+    """The /etc/hosts of ``pod``: loopback, its own name, ``extra`` (address -> names), then one line per
+    (Service, backing pod IP)."""
     meta = pod["metadata"]
     lines = [
         "# Kubernetes-managed hosts file (mock kubelet; Service names added in place of cluster DNS).",
@@ -63,6 +76,8 @@ def hosts_file(pod: Mapping[str, Any], services: Iterable[Mapping[str, Any]], po
     hostname = (pod.get("spec") or {}).get("hostname") or meta["name"]
     if own_ip:
         lines.append(f"{own_ip}\t{hostname}")
+    for address, names in (extra or {}).items():
+        lines.append(f"{address}\t{' '.join(names)}")
     for service in sorted(services, key=lambda s: (s["metadata"].get("namespace", ""), s["metadata"]["name"])):
         name, namespace = service["metadata"]["name"], service["metadata"].get("namespace", "")
         names = [f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}", f"{name}.{namespace}.svc", f"{name}.{namespace}"]

@@ -8,9 +8,11 @@ Volumes, as the kubelet sets them up:
   ``fsGroup`` its group is the fsGroup and the setgid bit is set;
 * ``secret`` / ``configMap``: the keys (or ``items``) written as files with ``defaultMode`` / ``mode``,
   refusing a missing object unless ``optional`` (``MountVolume.SetUp failed ... not found``);
+* ``projected``: ServiceAccount tokens (issued by the server for the pod's ServiceAccount), ConfigMap and
+  Secret keys, downward API ``fieldRef`` items;
 * anything else fails the mount (``FailedMount`` event), so a pod that needs it never starts here.
 
-Not modelled: persistentVolumeClaim, projected and downwardAPI volumes, hostPath (Pod Security baseline
+Not modelled: persistentVolumeClaim and downwardAPI volumes, hostPath (Pod Security baseline
 forbids it in our namespaces anyway), subPath, mount propagation.
 """
 
@@ -20,12 +22,12 @@ import base64
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tests.k8s_api import pod_dns
-from tests.k8s_api.envvars import ObjectSource
+from tests.k8s_api.envvars import ObjectSource, field_ref
 
 Obj = dict[str, Any]
 
@@ -78,7 +80,9 @@ class PodSandbox:
             mode |= 0o2000
         path.chmod(mode)
 
-    def prepare_volumes(self, pod: Mapping[str, Any], objects: ObjectSource) -> None:
+    def prepare_volumes(
+        self, pod: Mapping[str, Any], objects: ObjectSource, issue_token: Callable[[], str] | None = None
+    ) -> None:
         namespace = pod["metadata"]["namespace"]
         for volume in (pod.get("spec") or {}).get("volumes") or []:
             name = volume["name"]
@@ -90,7 +94,9 @@ class PodSandbox:
                 path.mkdir(parents=True, exist_ok=True)
                 self._own(path, 0o777)
             elif "secret" in volume or "configMap" in volume:
-                path = self._projected(volume, namespace, objects)
+                path = self._key_files(volume, namespace, objects)
+            elif "projected" in volume:
+                path = self._projected(pod, volume, objects, issue_token)
             else:
                 kind = next((k for k in volume if k != "name"), "?")
                 raise VolumeError(
@@ -98,7 +104,49 @@ class PodSandbox:
                 )
             self.volumes[name] = path
 
-    def _projected(self, volume: Mapping[str, Any], namespace: str, objects: ObjectSource) -> Path:
+    def _projected(
+        self,
+        pod: Mapping[str, Any],
+        volume: Mapping[str, Any],
+        objects: ObjectSource,
+        issue_token: Callable[[], str] | None,
+    ) -> Path:
+        """A projected volume: ServiceAccount token, ConfigMap and Secret keys, downward API fields."""
+        path = self.root / "volumes" / volume["name"]
+        path.mkdir(parents=True, exist_ok=True)
+        spec = volume["projected"] or {}
+        mode = int(spec.get("defaultMode", 0o644))
+        namespace = pod["metadata"]["namespace"]
+        for source in spec.get("sources") or []:
+            if "serviceAccountToken" in source:
+                if issue_token is None:
+                    raise VolumeError(f'MountVolume.SetUp failed for volume "{volume["name"]}" : no token issuer')
+                self._write_file(
+                    path / source["serviceAccountToken"].get("path", "token"), issue_token().encode(), mode
+                )
+            elif "downwardAPI" in source:
+                for item in source["downwardAPI"].get("items") or []:
+                    value = field_ref(pod, (item.get("fieldRef") or {}).get("fieldPath", ""))
+                    self._write_file(path / item["path"], value.encode(), int(item.get("mode", mode)))
+            else:
+                kind = "secret" if "secret" in source else "configMap"
+                inner = {"name": volume["name"], kind: {**source[kind], "defaultMode": mode}}
+                if kind == "secret":
+                    inner[kind]["secretName"] = source[kind].get("name", "")
+                self._key_files(inner, namespace, objects, path)
+        path.chmod(0o755)
+        return path
+
+    def _write_file(self, target: Path, data: bytes, mode: int) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.chmod(mode)
+        if self.fs_group is not None:
+            os.chown(target, 0, int(self.fs_group))
+
+    def _key_files(
+        self, volume: Mapping[str, Any], namespace: str, objects: ObjectSource, into: Path | None = None
+    ) -> Path:
         kind = "secret" if "secret" in volume else "configMap"
         source = volume[kind] or {}
         obj_name = source.get("secretName" if kind == "secret" else "name", "")
@@ -112,7 +160,7 @@ class PodSandbox:
                 data[key] = base64.b64decode(value) if kind == "secret" else str(value).encode()
             for key, value in (obj.get("binaryData") or {}).items():
                 data[key] = base64.b64decode(value)
-        path = self.root / "volumes" / volume["name"]
+        path = into or self.root / "volumes" / volume["name"]
         path.mkdir(parents=True, exist_ok=True)
         default_mode = int(source.get("defaultMode", 0o644))
         items = source.get("items") or [{"key": k, "path": k} for k in sorted(data)]
@@ -124,12 +172,7 @@ class PodSandbox:
                     f'MountVolume.SetUp failed for volume "{volume["name"]}" : configmap references non-existent '
                     f"config key: {item['key']}"
                 )
-            target = path / item["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data[item["key"]])
-            target.chmod(int(item.get("mode", default_mode)))
-            if self.fs_group is not None:
-                os.chown(target, 0, int(self.fs_group))
+            self._write_file(path / item["path"], data[item["key"]], int(item.get("mode", default_mode)))
         path.chmod(0o755)
         return path
 

@@ -39,6 +39,8 @@ from tests.k8s_api.network import PodNetwork
 from tests.k8s_api.pod_sandbox import PodSandbox, VolumeError
 from tests.k8s_api.pod_status import ContainerState, PodState, publish
 from tests.k8s_api.probes import ProbeState, run_probe
+from tests.k8s_api.rbac import UserInfo
+from tests.k8s_api.service_accounts import kubernetes_service_env
 
 if TYPE_CHECKING:
     from tests.k8s_api.server import MockKubeServer
@@ -188,12 +190,17 @@ class PodWorker(threading.Thread):
         self.sandbox.write_etc(updated, self.kubelet.hosts_for(updated))
         while self.termination is None:
             try:
-                self.sandbox.prepare_volumes(updated, self.server)
+                self.sandbox.prepare_volumes(updated, self.server, self._issue_token)
                 return True
             except VolumeError as exc:
                 self.event("FailedMount", str(exc), "Warning")
                 self.sleep(self.kubelet.retry_s)
         return False
+
+    def _issue_token(self) -> str:
+        pod = self.pod() or {}
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        return self.server.issue_token(UserInfo.service_account(self.namespace, account))
 
     def _run_containers(self) -> None:
         for run in self.inits:
@@ -301,7 +308,10 @@ class PodWorker(threading.Thread):
                 "container has runAsNonRoot and image will run as root "
                 f'(pod: "{self.pod_name}_{self.namespace}({self.uid})", container: {run.name})'
             )
-        env = resolve_env(pod, container, self.server, self.node.allocatable, image.environment())
+        base = image.environment()
+        if self.server.in_cluster is not None:
+            base.update(kubernetes_service_env(*self.server.in_cluster))
+        env = resolve_env(pod, container, self.server, self.node.allocatable, base)
         argv = command_line(container, env, list(image.entrypoint))
         groups = [int(g) for g in pod_sc.get("supplementalGroups") or []]
         if pod_sc.get("fsGroup") is not None:
@@ -555,7 +565,15 @@ class ProcessKubelet:
         self._topology.set()
 
     def hosts_for(self, pod: Obj) -> str:
-        return pod_dns.hosts_file(pod, self.server.objects("services"), self.server.objects("pods"))
+        return pod_dns.hosts_file(
+            pod, self.server.objects("services"), self.server.objects("pods"), self._extra_hosts()
+        )
+
+    def _extra_hosts(self) -> dict[str, list[str]]:
+        """The ``kubernetes`` Service's names -> the API server's in-cluster address (it has no pods)."""
+        if self.server.in_cluster is None:
+            return {}
+        return {self.server.in_cluster[0]: list(pod_dns.KUBERNETES_NAMES)}
 
     def _refresh_hosts_loop(self) -> None:
         while not self._stopped.is_set():
@@ -570,7 +588,7 @@ class ProcessKubelet:
                 pod = worker.pod()
                 if pod is not None and worker.sandbox is not None and worker.pod_ip is not None:
                     with contextlib.suppress(OSError):
-                        worker.sandbox.refresh_hosts(pod_dns.hosts_file(pod, services, pods))
+                        worker.sandbox.refresh_hosts(pod_dns.hosts_file(pod, services, pods, self._extra_hosts()))
 
     def _forget(self, uid: str) -> None:
         with self._lock:

@@ -32,7 +32,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.k8s_api import authentication, kubelet
+from tests.k8s_api import authentication, kubelet, service_accounts
 from tests.k8s_api.admission import admit_pod, warning_header
 from tests.k8s_api.audit import AuditRecord
 from tests.k8s_api.authentication import ADMIN, ANONYMOUS, Tokens
@@ -51,6 +51,7 @@ from tests.k8s_api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from tests.k8s_api.tls import make_serving_certificate
 
 if TYPE_CHECKING:
     from tests.k8s_api.runtime import ProcessKubelet
@@ -132,6 +133,7 @@ class MockKubeServer:
         token: str | None = None,
         rbac: bool = False,
         pod_security: bool = False,
+        service_accounts: bool = False,
         host: str = "127.0.0.1",
         step_s: float = 0.05,
         with_kuberay: bool = True,
@@ -143,6 +145,12 @@ class MockKubeServer:
         self.rbac = rbac
         #: Apply the namespaces' ``pod-security.kubernetes.io/*`` labels to pod creation.
         self.pod_security = pod_security
+        #: ServiceAccount admission, ``default`` accounts, token volumes (tests/k8s_api/service_accounts.py).
+        self.service_accounts = service_accounts
+        #: ``(address, port)`` of the HTTPS endpoint pods use (:meth:`serve_in_cluster`), and its CA.
+        self.in_cluster: tuple[str, int] | None = None
+        self.ca_pem: str | None = None
+        self._https: ThreadingHTTPServer | None = None
         self.tokens = Tokens()
         #: Every authorization check made (identity, verb, resource, ..., allowed); see tests/k8s_api/audit.py.
         self.audit: list[AuditRecord] = []
@@ -182,6 +190,8 @@ class MockKubeServer:
         #: Set by :meth:`run_pods`: pods no script claims are really run (tests/k8s_api/runtime.py).
         self.process_kubelet: ProcessKubelet | None = None
         self._reconcile_lock = threading.Lock()
+        #: What the KubeRay stand-in failed to create (an admission refusal, a schema error), newest last.
+        self.kuberay_errors: list[str] = []
         self._reconcile_pending: set[tuple[str, str]] = set()
         self._reconciled_generation: dict[tuple[str, str], int] = {}
         for ns in namespaces:
@@ -213,9 +223,10 @@ class MockKubeServer:
             for rt in self._runtimes.values():
                 rt.stop.set()
             self._changed.notify_all()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        for httpd in (self._httpd, self._https):
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
 
     def __enter__(self) -> MockKubeServer:
         return self.start()
@@ -338,6 +349,31 @@ class MockKubeServer:
                 raise ApiError(403, "Forbidden", forbidden_message(check, decision.reason), details or None)
         return user
 
+    def serve_in_cluster(self, address: str, port: int = 443) -> None:
+        """Also answer HTTPS on ``address:port``, the endpoint pods reach as ``kubernetes.default.svc``.
+
+        Its CA goes into every namespace's ``kube-root-ca.crt`` ConfigMap (and so into the pods' token volumes).
+        """
+        certificate = make_serving_certificate(address)
+        handler = type("Handler", (ApiHandler,), {"api": self})
+        self._https = ThreadingHTTPServer((address, port), handler)
+        self._https.daemon_threads = True
+        assert self.process_kubelet is not None
+        context = certificate.server_context(self.process_kubelet.workdir)
+        self._https.socket = context.wrap_socket(self._https.socket, server_side=True)
+        threading.Thread(
+            target=self._https.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-kube-api-https", daemon=True
+        ).start()
+        self.in_cluster = (address, port)
+        self.ca_pem = certificate.ca_pem.decode()
+        for ns in self.objects("namespaces"):
+            existing = self.get("configmaps", service_accounts.ROOT_CA, ns["metadata"]["name"])
+            if existing is not None:
+                self._delete_object(
+                    self._types[("", "v1", "configmaps")], ns["metadata"]["name"], service_accounts.ROOT_CA
+                )
+            self._namespace_defaults(ns["metadata"]["name"])
+
     def run_pods(self, **options: Any) -> ProcessKubelet:
         """Really run every pod no script claims: a process kubelet with its own pod network (needs root).
 
@@ -347,6 +383,8 @@ class MockKubeServer:
 
         if self.process_kubelet is None:
             self.process_kubelet = ProcessKubelet(self, **options).start()
+            if self.service_accounts:
+                self.serve_in_cluster(self.process_kubelet.network.gateway)
         return self.process_kubelet
 
     # --- state access for tests ---------------------------------------------------------------------------
@@ -379,7 +417,18 @@ class MockKubeServer:
         with self._changed:
             stored = self._stamp(copy.deepcopy(obj), None)
             self._write(rt, stored, "ADDED")
-            return copy.deepcopy(stored)
+        if rt.plural == "namespaces":
+            self._namespace_defaults(stored["metadata"]["name"])
+        return copy.deepcopy(stored)
+
+    def _namespace_defaults(self, namespace: str) -> None:
+        """The ``default`` ServiceAccount and the root CA ConfigMap every namespace gets."""
+        if not self.service_accounts:
+            return
+        for obj in service_accounts.namespace_defaults(namespace, self.ca_pem):
+            plural = "serviceaccounts" if obj["kind"] == "ServiceAccount" else "configmaps"
+            if self.get(plural, obj["metadata"]["name"], namespace) is None:
+                self.put_object(obj)
 
     def log_lines(self, namespace: str, name: str, container: str | None = None) -> list[str]:
         with self._lock:
@@ -407,11 +456,11 @@ class MockKubeServer:
         for cluster in self.objects("rayclusters", group="ray.io"):
             self._reconcile((cluster["metadata"]["namespace"], cluster["metadata"]["name"]))
 
-    def _schedule_reconcile(self, ident: tuple[str, str]) -> None:
+    def _schedule_reconcile(self, ident: tuple[str, str], delay_s: float | None = None) -> None:
         if ident in self._reconcile_pending or self._stopped.is_set():
             return
         self._reconcile_pending.add(ident)
-        timer = threading.Timer(self.step_s, self._reconcile, args=(ident,))
+        timer = threading.Timer(self.step_s if delay_s is None else delay_s, self._reconcile, args=(ident,))
         timer.daemon = True
         timer.start()
 
@@ -507,7 +556,7 @@ class MockKubeServer:
             stored["metadata"]["generation"] = pod["metadata"].get("generation", 1)
             self._write(self._types[("", "v1", "pods")], stored, "MODIFIED")
             cluster = (stored["metadata"].get("labels") or {}).get("ray.io/cluster")
-            if self.kuberay_operator and cluster and stored["status"].get("phase") in ("Succeeded", "Failed"):
+            if self.kuberay_operator and cluster and stored.get("status") != pod.get("status"):
                 self._schedule_reconcile((namespace, cluster))
             return copy.deepcopy(stored)
 
@@ -798,6 +847,12 @@ class MockKubeServer:
             default_pod(obj)
         if rt.has_status and rt.plural != "namespaces":
             obj.pop("status", None)
+        if rt.plural == "pods" and self.service_accounts:
+            account = self.get("serviceaccounts", obj["spec"].get("serviceAccountName") or "default", namespace)
+            try:
+                service_accounts.admit(obj, account)
+            except service_accounts.ServiceAccountMissing as exc:
+                raise ApiError(403, "Forbidden", str(exc), {"name": meta["name"], "kind": "pods"}) from exc
         self._validate(rt, obj)
         if rt.plural == "pods" and self.pod_security:
             self._admit_pod(obj, namespace or "")
@@ -819,7 +874,9 @@ class MockKubeServer:
             self._write(rt, stored, "ADDED")
             if rt.plural == "pods":
                 self._start_kubelet(stored)
-            return copy.deepcopy(stored)
+        if rt.plural == "namespaces":
+            self._namespace_defaults(meta["name"])
+        return copy.deepcopy(stored)
 
     def _admit_pod(self, pod: Obj, namespace: str) -> None:
         """Pod Security admission from the namespace's labels: 403 on ``enforce``, a Warning on ``warn``."""
@@ -1049,7 +1106,7 @@ class MockKubeServer:
             from tests.k8s_api import kuberay
 
             self._reconciled_generation.pop((namespace or "", name), None)
-            kuberay.delete_owned_pods(self, namespace or "", name)
+            kuberay.collect_garbage(self, namespace or "", deleted["metadata"]["uid"])
         if rt.plural == "pods":
             return deleted
         return {

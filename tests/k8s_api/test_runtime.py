@@ -20,6 +20,7 @@ from tests.k8s_api.images import ImageRegistry
 
 pytestmark = [
     pytest.mark.cluster,
+    pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the process kubelet needs root (network namespaces, mounts)"),
 ]
 

@@ -527,10 +527,18 @@ def test_kuberay_operator_follows_replicas_and_workers_to_delete(autoscaling: bo
         assert len(_ray_pods(server, "headgroup")) == 1
         pod = server.get("pods", workers[0], NS)
         assert pod is not None and pod["metadata"]["ownerReferences"][0]["kind"] == "RayCluster"
-        status = wait_for(lambda: (c := custom.get_namespaced_custom_object(*args, "pool")).get("status") and c)[
-            "status"
-        ]
-        assert (status["desiredWorkerReplicas"], status["maxWorkerReplicas"]) == (3, 4)
+        # The operator rewrites the status as pods become ready; once all are, it stays put.
+        status = wait_for(
+            lambda: (
+                (c := custom.get_namespaced_custom_object(*args, "pool")).get("status", {}).get("state") == "ready"
+                and c
+            )
+        )["status"]
+        assert (status["desiredWorkerReplicas"], status["readyWorkerReplicas"], status["maxWorkerReplicas"]) == (
+            3,
+            3,
+            4,
+        )
         # Remove one named (idle) worker: exactly that pod goes, in both modes.
         victim = workers[1]
         cluster = custom.get_namespaced_custom_object(*args, "pool")
