@@ -28,7 +28,7 @@ from tests.cluster import shipped
 from tests.k8s_api.audit import RbacUsage, rbac_usage
 from tests.k8s_api.images import ImageRegistry
 from tests.k8s_api.rbac import UserInfo
-from tests.k8s_api.server import MockKubeServer
+from tests.k8s_api.server import ADMISSION_PLUGINS, MockKubeServer
 
 Obj = dict[str, Any]
 
@@ -70,8 +70,7 @@ class ClusterInABox:
         self.server = MockKubeServer(
             namespaces=("default", "kube-system"),
             rbac=True,
-            pod_security=True,
-            service_accounts=True,
+            admission=ADMISSION_PLUGINS,
             kuberay_operator=True,
         )
         #: Component -> ServiceAccount (namespace airflow), as the Airflow chart creates them from our values.

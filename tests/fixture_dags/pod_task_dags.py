@@ -20,7 +20,9 @@ SLOW_JOB = textwrap.dedent(
     """
 )
 SCENARIOS: dict[str, dict] = {
-    "pod_ok": {"arguments": ["from mlk8s.pod_contract import write_result; print('working'); write_result({'answer': 42})"]},
+    "pod_ok": {
+        "arguments": ["from mlk8s.pod_contract import write_result; print('working'); write_result({'answer': 42})"]
+    },
     "pod_fail": {"arguments": ["import sys; sys.exit(3)"]},
     "pod_evicted_once": {
         "arguments": [SLOW_JOB],

@@ -32,7 +32,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.k8s_api import authentication, kubelet, service_accounts
+from tests.k8s_api import authentication, kubelet, priority, service_accounts
 from tests.k8s_api.admission import admit_pod, warning_header
 from tests.k8s_api.audit import AuditRecord
 from tests.k8s_api.authentication import ADMIN, ANONYMOUS, Tokens
@@ -55,6 +55,9 @@ from tests.k8s_api.tls import make_serving_certificate
 
 if TYPE_CHECKING:
     from tests.k8s_api.runtime import ProcessKubelet
+
+#: The admission plugins the server can run, in the API server's order.
+ADMISSION_PLUGINS = ("ServiceAccount", "Priority", "PodSecurity")
 
 Obj = dict[str, Any]
 
@@ -132,8 +135,7 @@ class MockKubeServer:
         nodes: Sequence[Node] = DEFAULT_NODES,
         token: str | None = None,
         rbac: bool = False,
-        pod_security: bool = False,
-        service_accounts: bool = False,
+        admission: Sequence[str] = (),
         host: str = "127.0.0.1",
         step_s: float = 0.05,
         with_kuberay: bool = True,
@@ -143,10 +145,15 @@ class MockKubeServer:
         self.host = host
         #: Authorize every request by the RBAC objects stored in the server (403 otherwise).
         self.rbac = rbac
-        #: Apply the namespaces' ``pod-security.kubernetes.io/*`` labels to pod creation.
-        self.pod_security = pod_security
-        #: ServiceAccount admission, ``default`` accounts, token volumes (tests/k8s_api/service_accounts.py).
-        self.service_accounts = service_accounts
+        unknown = set(admission) - set(ADMISSION_PLUGINS)
+        if unknown:
+            raise ValueError(f"unknown admission plugins {sorted(unknown)}; use any of {list(ADMISSION_PLUGINS)}")
+        #: Admission plugins on (API server names): ``PodSecurity`` (namespace labels, tests/k8s_api/admission.py),
+        #: ``ServiceAccount`` (account must exist, token volumes, ``default`` accounts: service_accounts.py),
+        #: ``Priority`` (priorityClassName -> priority: priority.py).
+        self.admission = tuple(admission)
+        self.pod_security = "PodSecurity" in self.admission
+        self.service_accounts = "ServiceAccount" in self.admission
         #: ``(address, port)`` of the HTTPS endpoint pods use (:meth:`serve_in_cluster`), and its CA.
         self.in_cluster: tuple[str, int] | None = None
         self.ca_pem: str | None = None
@@ -854,6 +861,11 @@ class MockKubeServer:
             except service_accounts.ServiceAccountMissing as exc:
                 raise ApiError(403, "Forbidden", str(exc), {"name": meta["name"], "kind": "pods"}) from exc
         self._validate(rt, obj)
+        if rt.plural == "pods" and "Priority" in self.admission:
+            try:
+                priority.admit(obj, self.objects("priorityclasses", group="scheduling.k8s.io"))
+            except priority.PriorityClassMissing as exc:
+                raise ApiError(403, "Forbidden", str(exc), {"name": meta["name"], "kind": "pods"}) from exc
         if rt.plural == "pods" and self.pod_security:
             self._admit_pod(obj, namespace or "")
         with self._changed:

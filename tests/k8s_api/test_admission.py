@@ -50,7 +50,7 @@ def namespace(name: str, **levels: str) -> dict[str, Any]:
 
 @pytest.fixture
 def server() -> Iterator[MockKubeServer]:
-    with MockKubeServer(pod_security=True, namespaces=()) as srv:
+    with MockKubeServer(admission=("PodSecurity",), namespaces=()) as srv:
         srv.put_object(namespace("strict", enforce="restricted"))
         srv.put_object(namespace("base", enforce="baseline", warn="restricted", audit="restricted"))
         srv.put_object(namespace("open"))
