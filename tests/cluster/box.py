@@ -298,9 +298,10 @@ class ClusterInABox:
             ):
                 state = next(iter(cs["state"]))
                 detail = cs["state"][state].get("reason") or cs["state"][state].get("exitCode", "")
-                states.append(
-                    f"{cs['name']}={state}{'(' + str(detail) + ')' if detail != '' else ''}{' ready' if cs.get('ready') else ''}"
-                )
+                text = f"{cs['name']}={state}" + (f"({detail})" if detail != "" else "")
+                text += " ready" if cs.get("ready") else ""
+                text += f" restarts={cs['restartCount']}" if cs.get("restartCount") else ""
+                states.append(text)
             lines.append(f"{pod['metadata']['name']}: {pod['status'].get('phase')} [{', '.join(states)}]")
         errors = self.server.kuberay_errors[-3:]
         return "pods: " + ("; ".join(lines) or "none") + (f"; KubeRay errors: {errors}" if errors else "")

@@ -8,8 +8,10 @@ the names you need), then ask for ``k8s_server`` (a started :class:`MockKubeServ
 
 from __future__ import annotations
 
+from tests.k8s_api.errors import ApiError
 from tests.k8s_api.kubelet import DEFAULT_NODES, XCOM_SIDECAR, Disruption, Node, PodScript
-from tests.k8s_api.server import ApiError, Fault, MockKubeServer, RecordedRequest
+from tests.k8s_api.server import Fault, MockKubeServer
+from tests.k8s_api.server_records import RecordedRequest
 
 __all__ = [
     "DEFAULT_NODES",

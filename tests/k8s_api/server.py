@@ -19,39 +19,37 @@ checked, but RBAC rules are not evaluated).
 from __future__ import annotations
 
 import copy
-import json
-import math
 import re
 import secrets
 import threading
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.k8s_api import authentication, kubelet, priority, service_accounts
-from tests.k8s_api.admission import admit_pod, warning_header
+from tests.k8s_api import kubelet, priority, service_accounts
 from tests.k8s_api.audit import AuditRecord
-from tests.k8s_api.authentication import ADMIN, ANONYMOUS, Tokens
+from tests.k8s_api.authentication import ADMIN, Tokens
 from tests.k8s_api.errors import ApiError, conflict, invalid, not_found
-from tests.k8s_api.http_handler import ApiHandler, flag
-from tests.k8s_api.kubelet import DEFAULT_NODES, Disruption, Node, PodScript, as_disruption
+from tests.k8s_api.http_handler import ApiHandler
+from tests.k8s_api.kubelet import DEFAULT_NODES, Node, PodScript
 from tests.k8s_api.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from tests.k8s_api.pod_rules import check_pod_update, default_pod
-from tests.k8s_api.rbac import BOOTSTRAP_POLICY, RBAC_GROUP, RbacStore, UserInfo, forbidden_message
-from tests.k8s_api.request_info import request_attributes, websocket_create_check
+from tests.k8s_api.rbac import BOOTSTRAP_POLICY
 from tests.k8s_api.resources import ResourceType, builtin_types
 from tests.k8s_api.schemas import ObjectInvalid, kuberay_resources, validate_object
 from tests.k8s_api.selectors import (
     SelectorError,
-    match_label_selector_object,
     parse_field_selector,
     parse_label_selector,
 )
-from tests.k8s_api.tls import make_serving_certificate
+from tests.k8s_api.server_access import AccessMixin
+from tests.k8s_api.server_disruptions import DisruptionsMixin
+from tests.k8s_api.server_kubelet import KubeletMixin
+from tests.k8s_api.server_records import PodRuntime, RecordedRequest
+from tests.k8s_api.server_scripts import ScriptedPodsMixin
+from tests.k8s_api.server_streams import StreamsMixin
 
 if TYPE_CHECKING:
     from tests.k8s_api.runtime import ProcessKubelet
@@ -98,28 +96,7 @@ _FAULT_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str | None
-    body: Any
-    status: int
-    #: The authenticated user's name (None when the request was refused before authentication).
-    user: str | None = None
-
-
-@dataclass
-class _PodRuntime:
-    """What the kubelet keeps about a pod beside its API object: logs and the script being played."""
-
-    script: PodScript | None = None
-    logs: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class MockKubeServer:
+class MockKubeServer(AccessMixin, KubeletMixin, ScriptedPodsMixin, DisruptionsMixin, StreamsMixin):
     """The mock API server. Start it with :meth:`start` (or the ``k8s_server`` fixture); stop with :meth:`stop`.
 
     Test-side control (plain Python methods, thread-safe): :meth:`script_pod` scripts the next pod that
@@ -185,7 +162,7 @@ class MockKubeServer:
         self._objects: dict[tuple[str, str, str, str], Obj] = {}
         self._rv = 100
         self._history: list[tuple[int, str, str, str, Obj]] = []  # rv, event type, group, plural, object
-        self._runtimes: dict[str, _PodRuntime] = {}  # by pod uid
+        self._runtimes: dict[str, PodRuntime] = {}  # by pod uid
         self._scripts: list[tuple[str | dict[str, str], PodScript]] = []
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
@@ -259,140 +236,7 @@ class MockKubeServer:
             cfg.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(cfg)
 
-    def kubeconfig(self, namespace: str = "mlk8s", token: str | None = None) -> Obj:
-        """A kubeconfig dict pointing at this server (for ``KubernetesHook``'s ``config_dict`` or a file).
-
-        Without ``token`` it carries the test set-up's own credential (the admin, when there is one).
-        """
-        return authentication.kubeconfig(self.url, token or self.token, namespace)
-
-    def write_kubeconfig(self, path: Path, namespace: str = "mlk8s", token: str | None = None) -> Path:
-        return authentication.write_kubeconfig(path, self.kubeconfig(namespace, token))
-
-    def issue_token(self, user: UserInfo) -> str:
-        """A bearer token for ``user`` (a ServiceAccount's authenticates only while the ServiceAccount exists)."""
-        return self.tokens.issue(user)
-
-    def service_account_kubeconfig(self, namespace: str, name: str, default_namespace: str = "mlk8s") -> Obj:
-        """A kubeconfig for ServiceAccount ``namespace/name``, as a pod's projected token would give it."""
-        return self.kubeconfig(default_namespace, self.issue_token(UserInfo.service_account(namespace, name)))
-
     # --- authentication, authorization, admission warnings (called by the HTTP handler) -----------------------
-
-    def begin_request(self) -> None:
-        self._request_context.warnings = []
-        self._request_context.user = None
-
-    def add_warning(self, message: str) -> None:
-        warnings = getattr(self._request_context, "warnings", None)
-        if warnings is not None:
-            warnings.append(warning_header(message))
-
-    def request_warnings(self) -> list[str]:
-        return list(getattr(self._request_context, "warnings", None) or [])
-
-    def end_request(
-        self,
-        method: str,
-        path: str,
-        query: dict[str, str],
-        content_type: str | None,
-        body: Any,
-        status: int,
-    ) -> None:
-        user: UserInfo | None = getattr(self._request_context, "user", None)
-        with self._lock:
-            self.requests.append(
-                RecordedRequest(method, path, query, content_type, body, status, user.name if user else None)
-            )
-        self._request_context.warnings = None
-
-    def rbac_store(self) -> RbacStore:
-        """The RBAC objects stored right now, as the authorizer reads them."""
-        with self._lock:
-            objects = [
-                copy.deepcopy(o)
-                for (g, p, _, _), o in self._objects.items()
-                if g == RBAC_GROUP and p in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")
-            ]
-        return RbacStore.from_objects(objects)
-
-    def authenticate(self, authorization: str | None) -> UserInfo:
-        """The requester, or 401: no credential where one is required, an unknown token, a deleted ServiceAccount."""
-        user = self.tokens.lookup(authorization)
-        if user is ANONYMOUS and self.token is not None and not self.rbac:
-            user = None  # a static-token server requires the token
-        if user is not None and (ref := user.service_account_ref) is not None:
-            if self.get("serviceaccounts", ref[1], ref[0]) is None:
-                user = None
-        if user is None:
-            raise ApiError(401, "Unauthorized", "Unauthorized")
-        return user
-
-    def authenticate_and_authorize(
-        self, method: str, path: str, query: Mapping[str, str], authorization: str | None, *, websocket: bool = False
-    ) -> UserInfo:
-        """Authenticate the request; with RBAC on, authorize it (403 in the API server's words) and audit it."""
-        user = self.authenticate(authorization)
-        self._request_context.user = user
-        if not self.rbac:
-            return user
-        attrs = request_attributes(user, method, path, query)
-        checks = [(attrs, False)]
-        extra = websocket_create_check(attrs, websocket)
-        if extra is not None:
-            checks.append((extra, True))
-        store = self.rbac_store()
-        for check, synthetic in checks:
-            decision = store.authorize(check)
-            with self._lock:
-                self.audit.append(AuditRecord.of(check, decision.allowed, method, synthetic=synthetic))
-            if not decision.allowed:
-                details: Obj = {"kind": check.resource} if check.resource else {}
-                if check.api_group:
-                    details["group"] = check.api_group
-                if check.name:
-                    details["name"] = check.name
-                raise ApiError(403, "Forbidden", forbidden_message(check, decision.reason), details or None)
-        return user
-
-    def serve_in_cluster(self, address: str, port: int = 443) -> None:
-        """Also answer HTTPS on ``address:port``, the endpoint pods reach as ``kubernetes.default.svc``.
-
-        Its CA goes into every namespace's ``kube-root-ca.crt`` ConfigMap (and so into the pods' token volumes).
-        """
-        certificate = make_serving_certificate(address)
-        handler = type("Handler", (ApiHandler,), {"api": self})
-        self._https = ThreadingHTTPServer((address, port), handler)
-        self._https.daemon_threads = True
-        assert self.process_kubelet is not None
-        context = certificate.server_context(self.process_kubelet.workdir)
-        self._https.socket = context.wrap_socket(self._https.socket, server_side=True)
-        threading.Thread(
-            target=self._https.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-kube-api-https", daemon=True
-        ).start()
-        self.in_cluster = (address, port)
-        self.ca_pem = certificate.ca_pem.decode()
-        for ns in self.objects("namespaces"):
-            existing = self.get("configmaps", service_accounts.ROOT_CA, ns["metadata"]["name"])
-            if existing is not None:
-                self._delete_object(
-                    self._types[("", "v1", "configmaps")], ns["metadata"]["name"], service_accounts.ROOT_CA
-                )
-            self._namespace_defaults(ns["metadata"]["name"])
-
-    def run_pods(self, **options: Any) -> ProcessKubelet:
-        """Really run every pod no script claims: a process kubelet with its own pod network (needs root).
-
-        ``options`` go to :class:`tests.k8s_api.runtime.ProcessKubelet` (``images``, ``backoff_s``, ...).
-        """
-        from tests.k8s_api.runtime import ProcessKubelet
-
-        if self.process_kubelet is None:
-            self.process_kubelet = ProcessKubelet(self, **options).start()
-            if self.service_accounts:
-                self.serve_in_cluster(self.process_kubelet.network.gateway)
-        return self.process_kubelet
 
     # --- state access for tests ---------------------------------------------------------------------------
 
@@ -443,7 +287,9 @@ class MockKubeServer:
             if pod is None:
                 raise KeyError(f"no pod {namespace}/{name}")
             runtime = self._runtimes[pod["metadata"]["uid"]]
-            return [line for _, line in runtime.logs.get(kubelet.main_container(pod, container), [])]
+            init = [c["name"] for c in pod["spec"].get("initContainers") or []]
+            name_ = container if container in init else kubelet.main_container(pod, container)
+            return [line for _, line in runtime.logs.get(name_, [])]
 
     def set_status(self, plural: str, name: str, namespace: str | None, status: Obj, group: str = "") -> Obj:
         """Write an object's status as its controller would (validated, resourceVersion bumped)."""
@@ -515,41 +361,6 @@ class MockKubeServer:
 
     # --- pod scripting ------------------------------------------------------------------------------------
 
-    def script_pod(
-        self,
-        match: str | dict[str, str],
-        script: PodScript | None = None,
-        *,
-        logs: Sequence[str] = (),
-        exit_code: int = 0,
-        disruption: Disruption | str | tuple[str, str] | None = None,
-        **kwargs: Any,
-    ) -> PodScript:
-        """Queue the life of the next created pod whose name starts with ``match`` (or whose labels include it).
-
-        Scripts for the same match are used in order, one per pod: script a preemption then a success to test
-        a relaunch. A pod no script matches stays Pending, unscheduled, like a cluster with no room.
-        """
-        if script is None:
-            script = PodScript(logs=list(logs), exit_code=exit_code, disruption=as_disruption(disruption), **kwargs)
-        with self._lock:
-            self._scripts.append((match, script))
-        return script
-
-    def _claim_script(self, pod: Obj) -> PodScript | None:
-        meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        for i, (match, script) in enumerate(self._scripts):
-            if isinstance(match, str):
-                hit = meta["name"].startswith(match)
-            else:
-                hit = all(labels.get(k) == v for k, v in match.items())
-            if hit:
-                self._scripts.pop(i)
-                script.played_on = meta["name"]
-                return script
-        return None
-
     def _update_pod(self, namespace: str, name: str, uid: str, mutate: Any) -> Obj | None:
         """Apply a kubelet-side change to the pod's status; ``None`` when the pod is gone or replaced."""
         with self._changed:
@@ -573,143 +384,6 @@ class MockKubeServer:
         with self._changed:
             ev = self._stamp(kubelet.event(pod, reason, message, kind, component), None)
             self._write(self._types[("", "v1", "events")], ev, "ADDED")
-
-    def emit_log(self, namespace: str, name: str, line: str, container: str | None = None) -> None:
-        with self._changed:
-            pod = self._objects[("", "pods", namespace, name)]
-            runtime = self._runtimes[pod["metadata"]["uid"]]
-            runtime.logs.setdefault(kubelet.main_container(pod, container), []).append((time.time(), line))
-            self._changed.notify_all()
-
-    def finish_pod(
-        self,
-        namespace: str,
-        name: str,
-        exit_code: int = 0,
-        *,
-        reason: str | None = None,
-        message: str | None = None,
-        container: str | None = None,
-    ) -> Obj | None:
-        """Let the main container exit; the pod settles as the kubelet would (XCom sidecar keeps running)."""
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise KeyError(f"no pod {namespace}/{name}")
-        target = kubelet.main_container(pod, container)
-
-        def mutate(p: Obj) -> None:
-            kubelet.terminate_container(p, target, exit_code, reason, message)
-            kubelet.settle_phase(p)
-
-        updated = self._update_pod(namespace, name, pod["metadata"]["uid"], mutate)
-        if updated is not None and updated["status"]["phase"] in ("Succeeded", "Failed"):
-            self._runtimes[pod["metadata"]["uid"]].stop.set()
-        return updated
-
-    def disrupt_pod(
-        self, namespace: str, name: str, disruption: Disruption | str | tuple[str, str] = "preempted"
-    ) -> Obj | None:
-        """Take a pod away now: DisruptionTarget condition, containers killed, maybe the object deleted."""
-        how = as_disruption(disruption)
-        assert how is not None
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise KeyError(f"no pod {namespace}/{name}")
-        uid = pod["metadata"]["uid"]
-        event_reason = {"PreemptionByScheduler": "Preempted", "TerminationByKubelet": "Evicted"}.get(
-            how.condition_reason or "", "Killing"
-        )
-        self._record_event(pod, event_reason, how.message, "Warning" if event_reason == "Evicted" else "Normal")
-        if self._runs(pod):
-            return self._disrupt_running(pod, how)
-        runtime = self._runtimes.get(uid)
-        if runtime is not None:
-            runtime.stop.set()
-        updated = self._update_pod(namespace, name, uid, lambda p: kubelet.disrupt(p, how))
-        if how.vanish and updated is not None:
-            self._delete_object(self._types[("", "v1", "pods")], namespace, name)
-        return updated
-
-    def _disrupt_running(self, pod: Obj, how: Disruption) -> Obj | None:
-        """A disruption of a really running pod: the condition first, then the kubelet stops it.
-
-        Exit code 137 presets (a kubelet eviction, a lost node) kill at once; the others (preemption, the
-        Eviction API, the taint manager) give the pod its terminationGracePeriodSeconds, as a cluster does.
-        """
-        from tests.k8s_api.runtime import Termination
-
-        assert self.process_kubelet is not None
-        meta = pod["metadata"]
-
-        def mark(p: Obj) -> None:
-            if how.condition_reason:
-                kubelet.set_condition(
-                    p["status"],
-                    kubelet.condition("DisruptionTarget", True, kubelet.now(), how.condition_reason, how.message),
-                )
-
-        updated = self._update_pod(meta["namespace"], meta["name"], meta["uid"], mark)
-        if how.vanish:
-            return self._delete_gracefully(updated or pod, None if how.exit_code != 137 else 0)
-        grace = 0.0 if how.exit_code == 137 else float(pod["spec"].get("terminationGracePeriodSeconds", 30))
-        phase = how.phase if how.phase != "Failed" or how.pod_reason else "Failed"
-        self.process_kubelet.terminate(
-            meta["uid"], Termination(grace, delete=False, phase=phase, reason=how.pod_reason, message=how.message)
-        )
-        return updated
-
-    def _play(self, namespace: str, name: str, uid: str, script: PodScript, runtime: _PodRuntime) -> None:
-        def wait(seconds: float) -> bool:
-            return not runtime.stop.wait(seconds) and not self._stopped.is_set()
-
-        if not wait(script.pending_s + self.step_s):
-            return
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            return
-        node, why = kubelet.schedule(pod["spec"], self.nodes)
-        if script.unschedulable or node is None:
-            why = why or f"0/{len(self.nodes)} nodes are available: scripted as unschedulable."
-            self._update_pod(namespace, name, uid, lambda p: kubelet.unschedulable(p["status"], why))
-            self._record_event(pod, "FailedScheduling", why, "Warning", "default-scheduler")
-            return
-
-        def bind(p: Obj) -> None:
-            p["spec"]["nodeName"] = node.name
-            kubelet.scheduled(p, node.name)
-
-        self._update_pod(namespace, name, uid, bind)
-        self._record_event(
-            pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {node.name}", component="default-scheduler"
-        )
-        if not wait(self.step_s):
-            return
-        for c in pod["spec"]["containers"]:
-            self._record_event(pod, "Pulled", f'Container image "{c["image"]}" already present on machine')
-            self._record_event(pod, "Created", f"Created container: {c['name']}")
-            self._record_event(pod, "Started", f"Started container {c['name']}")
-        if self._update_pod(namespace, name, uid, kubelet.started) is None:
-            return
-        for line in script.logs:
-            if not wait(script.line_interval_s):
-                return
-            try:
-                self.emit_log(namespace, name, line, script.container)
-            except KeyError:
-                return
-        if script.keep_running or not wait(self.step_s):
-            return
-        if script.disruption is not None:
-            self.disrupt_pod(namespace, name, script.disruption)
-        else:
-            self.finish_pod(
-                namespace,
-                name,
-                script.exit_code,
-                reason=script.termination_reason,
-                message=script.termination_message,
-                container=script.container,
-            )
 
     # --- storage ------------------------------------------------------------------------------------------
 
@@ -769,7 +443,7 @@ class MockKubeServer:
                 runtime.stop.set()
             self._changed.notify_all()
         if rt.plural == "pods" and self._runs(obj):
-            from tests.k8s_api.runtime import Termination
+            from tests.k8s_api.pod_worker import Termination
 
             assert self.process_kubelet is not None
             self.process_kubelet.terminate(obj["metadata"]["uid"], Termination(0.0, delete=False))
@@ -889,76 +563,6 @@ class MockKubeServer:
         if rt.plural == "namespaces":
             self._namespace_defaults(meta["name"])
         return copy.deepcopy(stored)
-
-    def _admit_pod(self, pod: Obj, namespace: str) -> None:
-        """Pod Security admission from the namespace's labels: 403 on ``enforce``, a Warning on ``warn``."""
-        decision = admit_pod(pod, self.get("namespaces", namespace))
-        if decision.forbidden:
-            raise ApiError(403, "Forbidden", decision.forbidden, {"name": pod["metadata"]["name"], "kind": "pods"})
-        for warning in decision.warnings:
-            self.add_warning(warning)
-        if decision.audit:
-            with self._lock:
-                self.pod_security_audit.extend((pod["metadata"]["name"], text) for text in decision.audit)
-
-    def _start_kubelet(self, pod: Obj) -> None:
-        script = self._claim_script(pod)
-        runtime = _PodRuntime(script=script)
-        meta = pod["metadata"]
-        self._runtimes[meta["uid"]] = runtime
-        if script is not None:
-            threading.Thread(
-                target=self._play,
-                args=(meta["namespace"], meta["name"], meta["uid"], script, runtime),
-                name=f"kubelet-{meta['name']}",
-                daemon=True,
-            ).start()
-        elif self.process_kubelet is not None:
-            self.process_kubelet.admit(copy.deepcopy(pod))
-
-    def _runs(self, pod: Obj | None) -> bool:
-        """Whether the process kubelet runs this pod (rather than a script or nobody)."""
-        return (
-            pod is not None and self.process_kubelet is not None and self.process_kubelet.owns(pod["metadata"]["uid"])
-        )
-
-    def _append_log(self, uid: str, container: str, line: str) -> None:
-        with self._changed:
-            runtime = self._runtimes.get(uid)
-            if runtime is None:
-                return
-            entries = runtime.logs.setdefault(container, [])
-            entries.append((time.time(), line))
-            if len(entries) > 50000:  # a chatty Ray node must not grow without bound
-                del entries[: len(entries) - 50000]
-            self._changed.notify_all()
-
-    def _remove_pod(self, namespace: str, name: str, uid: str) -> None:
-        """The kubelet's final deletion of a pod whose containers are gone."""
-        with self._changed:
-            current = self._objects.get(("", "pods", namespace, name))
-            if current is not None and current["metadata"]["uid"] == uid:
-                self._delete_object(self._types[("", "v1", "pods")], namespace, name)
-
-    def _delete_gracefully(self, pod: Obj, grace_s: float | None) -> Obj:
-        """Start a graceful deletion: deletionTimestamp set, the kubelet stops the containers, then removes it."""
-        from tests.k8s_api.runtime import Termination
-
-        assert self.process_kubelet is not None
-        meta = pod["metadata"]
-        grace = float(grace_s if grace_s is not None else pod["spec"].get("terminationGracePeriodSeconds", 30))
-        if pod["status"].get("phase") in ("Succeeded", "Failed"):
-            grace = 0.0
-
-        def mark(p: Obj) -> None:
-            if "deletionTimestamp" not in p["metadata"] or grace < p["metadata"].get("deletionGracePeriodSeconds", 1e9):
-                deadline = kubelet.now() + kubelet.dt.timedelta(seconds=grace)
-                p["metadata"]["deletionTimestamp"] = kubelet.rfc3339(deadline)
-                p["metadata"]["deletionGracePeriodSeconds"] = int(grace)
-
-        updated = self._update_pod(meta["namespace"], meta["name"], meta["uid"], mark) or pod
-        self.process_kubelet.terminate(meta["uid"], Termination(grace, delete=True))
-        return updated
 
     def read(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         with self._lock:
@@ -1131,276 +735,6 @@ class MockKubeServer:
 
     # --- PodDisruptionBudgets and the Eviction API -------------------------------------------------------------
 
-    def _pdb_status(self, pdb: Obj) -> Obj:
-        """What the disruption controller would report, from the pods the PDB selects right now."""
-        spec = pdb.get("spec") or {}
-        pods = [
-            p
-            for p in self.objects("pods", pdb["metadata"]["namespace"])
-            if match_label_selector_object(spec.get("selector"), p["metadata"].get("labels") or {})
-            and p["status"].get("phase") not in ("Succeeded", "Failed")
-        ]
-        healthy = sum(
-            1
-            for p in pods
-            if p["status"].get("phase") == "Running"
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
-        )
-        expected = len(pods)
-        bare = any(not any(ref.get("controller") for ref in p["metadata"].get("ownerReferences") or []) for p in pods)
-
-        def scaled(value: Any) -> int:
-            if isinstance(value, str) and value.endswith("%"):
-                return math.ceil(expected * int(value[:-1]) / 100)
-            return int(value)
-
-        computable = True
-        if "minAvailable" in spec:
-            min_available = spec["minAvailable"]
-            if isinstance(min_available, str) and bare:
-                computable = False
-            desired = scaled(min_available)
-        else:
-            max_unavailable = spec.get("maxUnavailable", 0)
-            # The real disruption controller needs a controller with a scale to count expected pods for
-            # maxUnavailable and percentages; bare pods (an operator's training pod) make the PDB block all.
-            computable = not bare
-            desired = max(0, expected - scaled(max_unavailable))
-        allowed = max(0, healthy - desired) if computable else 0
-        return {
-            "observedGeneration": pdb["metadata"].get("generation", 1),
-            "currentHealthy": healthy,
-            "desiredHealthy": desired,
-            "expectedPods": expected,
-            "disruptionsAllowed": allowed,
-            "conditions": [
-                {
-                    "type": "DisruptionAllowed",
-                    "status": "True" if allowed > 0 else "False",
-                    "reason": "SufficientPods" if allowed > 0 else ("InsufficientPods" if computable else "SyncFailed"),
-                    "message": "" if computable else "found no controllers for pod",
-                    "lastTransitionTime": kubelet.rfc3339(kubelet.now()),
-                    "observedGeneration": pdb["metadata"].get("generation", 1),
-                }
-            ],
-        }
-
-    def drain_node(self, node: str) -> dict[str, str]:
-        """``kubectl drain``: evict every running pod on the node through the Eviction API (PDBs apply).
-
-        Returns each pod's outcome, ``evicted`` or the API's refusal, as ``namespace/name -> outcome``.
-        """
-        outcome: dict[str, str] = {}
-        for pod in self.objects("pods"):
-            if pod["spec"].get("nodeName") != node or pod["status"].get("phase") in ("Succeeded", "Failed"):
-                continue
-            ident = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-            try:
-                self._evict(pod["metadata"]["namespace"], pod["metadata"]["name"], None)
-                outcome[ident] = "evicted"
-            except ApiError as exc:
-                outcome[ident] = f"{exc.code} {exc.reason}: {exc.message}"
-        return outcome
-
-    def _evict(self, namespace: str, name: str, body: Any) -> Obj:
-        pods_rt = self._types[("", "v1", "pods")]
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(pods_rt, name)
-        labels = pod["metadata"].get("labels") or {}
-        healthy = pod["status"].get("phase") == "Running" and any(
-            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or []
-        )
-        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
-            for pdb in self.objects("poddisruptionbudgets", namespace, group="policy"):
-                if not match_label_selector_object((pdb.get("spec") or {}).get("selector"), labels):
-                    continue
-                status = self._pdb_status(pdb)
-                if not healthy:
-                    # An unready pod does no work: AlwaysAllow evicts it; IfHealthyBudget (the default) does
-                    # when the budget's healthy pods are already enough.
-                    policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
-                    if policy == "AlwaysAllow" or status["currentHealthy"] >= status["desiredHealthy"]:
-                        continue
-                if status["disruptionsAllowed"] < 1:
-                    raise ApiError(
-                        429,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                        {
-                            "causes": [
-                                {
-                                    "reason": "DisruptionBudget",
-                                    "message": f"The disruption budget {pdb['metadata']['name']} needs "
-                                    f"{status['desiredHealthy']} healthy pods and has {status['currentHealthy']} "
-                                    "currently",
-                                }
-                            ]
-                        },
-                    )
-        if self._runs(pod):
-            options = (body or {}).get("deleteOptions") or {} if isinstance(body, dict) else {}
-            how = Disruption.evicted_by_api()
-
-            def mark(p: Obj) -> None:
-                kubelet.set_condition(
-                    p["status"],
-                    kubelet.condition("DisruptionTarget", True, kubelet.now(), how.condition_reason, how.message),
-                )
-
-            self._record_event(pod, "Killing", how.message)
-            marked = self._update_pod(namespace, name, pod["metadata"]["uid"], mark) or pod
-            self._delete_gracefully(marked, options.get("gracePeriodSeconds"))
-        else:
-            self.disrupt_pod(namespace, name, Disruption.evicted_by_api())
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
-
     # --- streams: logs and watches ------------------------------------------------------------------------
 
-    def log_stream(self, namespace: str, name: str, query: Mapping[str, str]) -> tuple[Iterator[bytes] | bytes, bool]:
-        """The log body (bytes) or, with ``follow``, an iterator of chunks ending when the container ends."""
-        rt = self._types[("", "v1", "pods")]
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(rt, name)
-        names = [c["name"] for c in pod["spec"]["containers"]]
-        container = query.get("container")
-        if container is None:
-            if len(names) > 1:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
-                )
-            container = names[0]
-        if container not in names:
-            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        state = next(
-            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
-        )
-        if state is None or "waiting" in state:
-            reason = ((state or {}).get("waiting") or {}).get("reason", "ContainerCreating")
-            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {reason}')
-        timestamps = flag(query, "timestamps")
-        since = time.time() - float(query["sinceSeconds"]) if "sinceSeconds" in query else None
-        tail = int(query["tailLines"]) if "tailLines" in query else None
-        uid = pod["metadata"]["uid"]
-        runtime = self._runtimes[uid]
-
-        def render(entries: list[tuple[float, str]]) -> bytes:
-            out = []
-            for t, line in entries:
-                if since is not None and t < since:
-                    continue
-                prefix = (
-                    kubelet.rfc3339_nano(kubelet.dt.datetime.fromtimestamp(t, kubelet.dt.UTC)) + " "
-                    if timestamps
-                    else ""
-                )
-                out.append(f"{prefix}{line}\n")
-            return "".join(out).encode()
-
-        def running() -> bool:
-            current = self._objects.get(("", "pods", namespace, name))
-            if current is None or current["metadata"]["uid"] != uid:
-                return False
-            for cs in current["status"].get("containerStatuses") or []:
-                if cs["name"] == container:
-                    return "terminated" not in cs["state"]
-            return False
-
-        with self._lock:
-            entries = list(runtime.logs.get(container, []))
-        if tail is not None:
-            entries = entries[-tail:] if tail else []
-        if not flag(query, "follow"):
-            return render(entries), False
-
-        def follow() -> Iterator[bytes]:
-            sent = len(runtime.logs.get(container, [])) if tail is not None else 0
-            if tail is not None:
-                yield render(entries)
-            while True:
-                with self._changed:
-                    while len(runtime.logs.get(container, [])) <= sent and running() and not self._stopped.is_set():
-                        self._changed.wait(0.5)
-                    batch = list(runtime.logs.get(container, []))[sent:]
-                    sent += len(batch)
-                    alive = running() and not self._stopped.is_set()
-                if batch:
-                    yield render(batch)
-                if not alive:
-                    return
-
-        return follow(), True
-
-    def watch_stream(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Iterator[bytes]:
-        try:
-            labels = parse_label_selector(query.get("labelSelector"))
-            fields = parse_field_selector(query.get("fieldSelector"))
-        except SelectorError as exc:
-            raise ApiError(400, "BadRequest", str(exc)) from exc
-        deadline = time.time() + float(query.get("timeoutSeconds", 60))
-        with self._lock:
-            exact = query.get("resourceVersion") not in (None, "", "0")
-            start_rv = int(query["resourceVersion"]) if exact else self._rv
-            initial: list[Obj] = []
-            if not exact:
-                # No resourceVersion (or "0", "any"): the watch starts with synthetic ADDED events for what exists.
-                initial = self.list_objects(rt, namespace, query)["items"]
-        for obj in initial:
-            obj.setdefault("apiVersion", rt.api_version)
-            obj.setdefault("kind", rt.kind)
-            yield (json.dumps({"type": "ADDED", "object": obj}) + "\n").encode()
-        index = next((i for i, h in enumerate(self._history) if h[0] > start_rv), len(self._history))
-
-        def wanted(h: tuple[int, str, str, str, Obj]) -> bool:
-            _, _, group, plural, obj = h
-            meta = obj["metadata"]
-            return (
-                group == rt.group
-                and plural == rt.plural
-                and (namespace is None or meta.get("namespace") == namespace)
-                and labels(meta.get("labels") or {})
-                and fields(obj)
-            )
-
-        while time.time() < deadline and not self._stopped.is_set():
-            with self._changed:
-                if index >= len(self._history):
-                    self._changed.wait(min(0.5, max(0.0, deadline - time.time())))
-                batch = self._history[index:]
-                index += len(batch)
-            for h in batch:
-                if wanted(h):
-                    yield (json.dumps({"type": h[1], "object": h[4]}) + "\n").encode()
-
     # --- exec (KPO's XCom sidecar) ------------------------------------------------------------------------
-
-    def exec_command(
-        self, namespace: str, name: str, container: str, command: list[str], stdin: str | None
-    ) -> tuple[str, str, int]:
-        """Run the two shell commands KPO sends to its XCom sidecar; anything else fails like ``sh`` would."""
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(self._types[("", "v1", "pods")], name)
-        state = next(
-            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
-        )
-        if state is None or "running" not in state:
-            raise ApiError(400, "BadRequest", f"container {container} is not running in pod {name}")
-        script = (self._runtimes.get(pod["metadata"]["uid"]) or _PodRuntime()).script
-        text = " ".join(command[2:]) if command[:2] == ["/bin/sh", "-c"] else (stdin or "")
-        if "return.json" in text and "cat" in text:
-            if script is not None and script.has_xcom:
-                return json.dumps(script.xcom) + "\n", "", 0
-            return "__airflow_xcom_result_empty__\n", "", 0
-        if text.strip().startswith("kill -2") or "/proc/[0-9]*/comm" in text:
-
-            def stop_sidecar(p: Obj) -> None:
-                kubelet.terminate_container(p, container, 0)
-                kubelet.settle_phase(p)
-
-            self._update_pod(namespace, name, pod["metadata"]["uid"], stop_sidecar)
-            return "", "", 0
-        return "", f"sh: mock server cannot run {text!r}\n", 127
