@@ -15,7 +15,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import stream
 
-from tests.k8s_api import MockKubeServer
+from tests.k8s_api import Disruption, MockKubeServer
 from tests.k8s_api.images import ImageRegistry
 
 pytestmark = [
@@ -314,7 +314,8 @@ def test_eviction_of_a_running_pod_honours_its_budget(server: MockKubeServer, co
         [
             "python",
             "-c",
-            "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\nwhile True: time.sleep(0.1)",
+            "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\n"
+            "print('up', flush=True)\nwhile True: time.sleep(0.1)",
         ],
         labels={"app": "guarded"},
     )
@@ -322,8 +323,8 @@ def test_eviction_of_a_running_pod_honours_its_budget(server: MockKubeServer, co
     wait_for(
         lambda: (
             (p := server.get("pods", "guarded", NS))
-            and p["status"].get("containerStatuses")
             and main_status(p).get("ready")
+            and "up" in server.log_lines(NS, "guarded")
         )
     )
     policy = client.PolicyV1Api(core.api_client)
@@ -342,3 +343,31 @@ def test_eviction_of_a_running_pod_honours_its_budget(server: MockKubeServer, co
     conditions = {c["type"]: c for c in last["status"]["conditions"]}
     assert conditions["DisruptionTarget"]["reason"] == "EvictionByEvictionAPI"
     assert main_status(last)["state"]["terminated"]["exitCode"] == 75
+
+
+def test_a_drain_evicts_through_budgets_and_a_preemption_ignores_them(
+    server: MockKubeServer, core: client.CoreV1Api
+) -> None:
+    polite = (
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(75))\n"
+        "print('up', flush=True)\nwhile True: time.sleep(0.1)"
+    )
+    for name in ("drained", "kept"):
+        core.create_namespaced_pod(NS, pod(name, ["python", "-c", polite], labels={"app": name}))
+    for name in ("drained", "kept"):  # up once its SIGTERM handler is set (before that, PID 1 ignores SIGTERM)
+        wait_for(lambda n=name: server.get("pods", n, NS) and "up" in server.log_lines(NS, n), what=f"{name} up")
+    client.PolicyV1Api(core.api_client).create_namespaced_pod_disruption_budget(
+        NS, {"metadata": {"name": "keep"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "kept"}}}}
+    )
+    before = core.read_namespaced_pod("kept", NS).metadata.resource_version
+    outcome = server.drain_node("stateless-node-1")
+    assert outcome[f"{NS}/drained"] == "evicted"
+    assert outcome[f"{NS}/kept"].startswith("429 TooManyRequests")
+    drained = removed(core, "drained", before)
+    assert main_status(drained)["state"]["terminated"]["exitCode"] == 75
+    server.disrupt_pod(NS, "kept", Disruption.preempted(vanish=True))
+    kept = removed(core, "kept", before)
+    reasons = {c["type"]: c.get("reason") for c in kept["status"]["conditions"]}
+    assert reasons["DisruptionTarget"] == "PreemptionByScheduler"
+    assert main_status(kept)["state"]["terminated"]["exitCode"] == 75
+    client.PolicyV1Api(core.api_client).delete_namespaced_pod_disruption_budget("keep", NS)
