@@ -6,14 +6,24 @@ wire protocol tests all of that. It keeps real state (uid, creationTimestamp, re
 write, generation bumped on spec changes), validates every write against the official schemas (422 naming the
 field), and answers 404 / 409 AlreadyExists / 409 Conflict (stale resourceVersion) like the real one.
 
-Served: pods (+ status, log with follow/timestamps, exec for KPO's XCom sidecar, eviction honouring PDBs),
-events, secrets, configmaps, services, serviceaccounts, namespaces, nodes (read-only), policy/v1
-PodDisruptionBudgets (status computed from the pods), rbac/v1 Roles and RoleBindings, and KubeRay's
-ray.io/v1 RayCluster and RayJob from their CRDs. List supports labelSelector, fieldSelector and watch.
+Served: pods (+ status, log with follow/timestamps, exec, eviction honouring PDBs), events, secrets,
+configmaps, services, serviceaccounts, namespaces, nodes (read-only), policy/v1 PodDisruptionBudgets (status
+computed from the pods), rbac/v1 Roles, RoleBindings, ClusterRoles, ClusterRoleBindings, scheduling/v1
+PriorityClasses, and KubeRay's ray.io/v1 RayCluster and RayJob from their CRDs. List supports labelSelector,
+fieldSelector and watch.
+
+Opt-in fidelity, each in its own module: bearer-token authentication and RBAC on every request, with an
+audit record per check (``rbac=True``: server_access.py, rbac.py, audit.py); admission plugins
+(``admission=("ServiceAccount", "Priority", "PodSecurity")``); a kubelet that really runs pods in their own
+network namespaces, with graceful deletion (``run_pods()``: runtime.py); a KubeRay operator
+(``kuberay_operator=True``: kuberay.py). Without them pods are played by scripts (server_scripts.py), which
+keeps unit tests fast.
 
 Not served (a request answers 404 or 415): server-side apply, deleteCollection, pagination (limit/continue),
-finalizers, admission webhooks, CEL validation rules of CRDs, authorization (any bearer token configured is
-checked, but RBAC rules are not evaluated).
+finalizers, admission webhooks, CEL validation rules of CRDs, the scheduler's preemption, Endpoints objects.
+
+This file is the store and the CRUD verbs (about 700 lines: the request paths share the locking and the
+resourceVersion bookkeeping, so they stay together); everything else is in the mixins it inherits.
 """
 
 from __future__ import annotations
