@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.k8s_api.audit import RbacUsage, rbac_usage
 from tests.k8s_api.images import ImageRegistry
 from tests.k8s_api.rbac import UserInfo
 from tests.k8s_api.server import ADMISSION_PLUGINS, MockKubeServer
+from tests.k8s_api.waiting import wait_for
 
 Obj = dict[str, Any]
 
@@ -45,14 +45,7 @@ class ClusterNotReady(RuntimeError):
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: Callable[[], str], interval_s: float = 0.5) -> Any:
     """Poll ``predicate`` until truthy; on timeout raise :class:`ClusterNotReady` with ``what()``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ClusterNotReady(f"not reached within {timeout_s:.0f}s: {what()}")
-        time.sleep(interval_s)
+    return wait_for(predicate, timeout_s, what, interval_s=interval_s, error=ClusterNotReady)
 
 
 class ClusterInABox:

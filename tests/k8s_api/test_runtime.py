@@ -6,7 +6,7 @@ import base64
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from kubernetes.stream import stream
 
 from tests.k8s_api import Disruption, MockKubeServer
 from tests.k8s_api.images import ImageRegistry
+from tests.k8s_api.waiting import wait_for
 
 pytestmark = [
     pytest.mark.cluster,
@@ -26,16 +27,6 @@ pytestmark = [
 
 NS = "mlk8s"
 IMAGE = "ghcr.io/mlk8s/mlk8s:0.1.0"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module")

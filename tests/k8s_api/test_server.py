@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_api import Disruption, MockKubeServer, PodScript
+from tests.k8s_api import Disruption, MockKubeServer, PodScript, waiting
 from tests.k8s_api.schemas import validate_object
 
 NS = "mlk8s"
@@ -66,13 +66,7 @@ def custom(k8s_api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    return waiting.wait_for(predicate, timeout, interval_s=0.02)
 
 
 def phase(core: client.CoreV1Api, name: str) -> str | None:
