@@ -59,6 +59,16 @@ def test_the_ray_head_runs_in_its_own_network_namespace_with_token_auth(cluster:
     assert cluster.pod_ips(f"{cluster.ray_cluster}-head-svc") == [head["status"]["podIP"]]
 
 
+def test_the_autoscaler_sidecar_reads_the_raycluster_in_cluster_within_kuberays_role(cluster: ClusterInABox) -> None:
+    account = f"system:serviceaccount:{cluster.namespace}:{cluster.ray_cluster}"
+
+    def calls() -> list[tuple[str, str, bool]]:
+        return [(r.verb, r.combined_resource, r.allowed) for r in cluster.server.audit if r.user == account]
+
+    seen = wait_until(lambda: ("get", "rayclusters", True) in calls() and calls(), 180, cluster.describe)
+    assert all(allowed for _, _, allowed in seen), seen
+
+
 def test_a_worker_pod_joins_the_heads_ray_cluster_and_leaves_by_name(cluster: ClusterInABox) -> None:
     cluster.scale_worker_group("cpu", 1)
     try:
