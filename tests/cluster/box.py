@@ -26,6 +26,7 @@ from typing import Any
 from tests.cluster import shipped
 from tests.k8s_api.audit import RbacUsage, rbac_usage
 from tests.k8s_api.images import ImageRegistry
+from tests.k8s_api.kubelet import Disruption
 from tests.k8s_api.rbac import UserInfo
 from tests.k8s_api.server import ADMISSION_PLUGINS, MockKubeServer
 from tests.k8s_api.waiting import wait_for
@@ -266,6 +267,20 @@ class ClusterInABox:
             patched.append(g)
         patch = {"spec": {"workerGroupSpecs": patched}}
         return self.server.patch(rt, self.namespace, self.ray_cluster, patch, "application/merge-patch+json", None)
+
+    # --- disruptions -------------------------------------------------------------------------------------------
+
+    def drain(self, node: str) -> dict[str, str]:
+        """``kubectl drain``: evict every running pod of ``node`` through the Eviction API (PDBs apply).
+
+        Returns ``namespace/pod -> "evicted"`` or the API's refusal (``429 TooManyRequests: ...``).
+        """
+        return self.server.drain_node(node)
+
+    def preempt(self, pod: str, namespace: str | None = None) -> Obj | None:
+        """What the scheduler does to a victim: DisruptionTarget PreemptionByScheduler, then a graceful deletion
+        with the pod's terminationGracePeriodSeconds (PDBs do not apply)."""
+        return self.server.disrupt_pod(namespace or self.namespace, pod, Disruption.preempted(vanish=True))
 
     # --- inspection --------------------------------------------------------------------------------------------
 

@@ -34,6 +34,11 @@ chart's ServiceAccounts named by helm-values/airflow-values.yaml. It waits until
   GCS nodes), ``cluster.wait_for_ray_nodes(count)``, ``cluster.scale_worker_group(group, replicas,
   workers_to_delete=())``. The head runs KubeRay's autoscaler sidecar for real (cooperate mode, as shipped):
   it reads and patches the RayCluster through the in-cluster API with its own ServiceAccount.
+* Disruptions: ``cluster.drain(node)`` (``kubectl drain``: the Eviction API, PDBs apply; returns each pod's
+  outcome), ``cluster.preempt(pod)`` (the scheduler's preemption: DisruptionTarget, then SIGTERM, the pod's
+  grace period, SIGKILL, the pod deleted), ``cluster.server.disrupt_pod(ns, pod, Disruption.evicted())``
+  (a kubelet's node-pressure eviction: killed at once, the pod stays Failed, reason Evicted). Nodes:
+  ``stateful-node-1`` (tainted), ``stateless-node-1``, ``stateless-gpu-node-1``.
 * ``cluster.storage`` -> Path: a directory mounted at the same path in every pod and visible here, the stand-in
   for cloud storage (URIs ``file://<cluster.storage>/...``). Host paths outside it are not shared: each
   container has its own root filesystem (an overlay) and its own /tmp.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -38,6 +39,21 @@ if TYPE_CHECKING:
     from tests.k8s_api.server import MockKubeServer
 
 Obj = dict[str, Any]
+
+
+_STALE = re.compile(r"^mlk8s-(?:kubelet|box)-(\d+)-")
+
+
+def sweep_stale_dirs() -> list[Path]:
+    """Remove the pod and box directories of runs whose process is gone (a killed test run leaves them)."""
+    removed = []
+    for root in (Path("/var/tmp"), Path("/dev/shm")):
+        for path in root.glob("mlk8s-*"):
+            match = _STALE.match(path.name)
+            if match and not Path(f"/proc/{match.group(1)}").exists():
+                subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False, capture_output=True)
+                removed.append(path)
+    return removed
 
 
 class ProcessKubelet:
@@ -73,6 +89,7 @@ class ProcessKubelet:
         self._dns_thread: threading.Thread | None = None
 
     def start(self) -> ProcessKubelet:
+        sweep_stale_dirs()
         self.network.start()
         self._dns_thread = threading.Thread(target=self._refresh_hosts_loop, name="kubelet-dns", daemon=True)
         self._dns_thread.start()
