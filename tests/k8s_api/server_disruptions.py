@@ -64,9 +64,8 @@ class DisruptionsMixin:
         if how.vanish:
             return self._delete_gracefully(updated or pod, None if how.exit_code != 137 else 0)
         grace = 0.0 if how.exit_code == 137 else float(pod["spec"].get("terminationGracePeriodSeconds", 30))
-        phase = how.phase if how.phase != "Failed" or how.pod_reason else "Failed"
         self.process_kubelet.terminate(
-            meta["uid"], Termination(grace, delete=False, phase=phase, reason=how.pod_reason, message=how.message)
+            meta["uid"], Termination(grace, delete=False, phase=how.phase, reason=how.pod_reason, message=how.message)
         )
         return updated
 

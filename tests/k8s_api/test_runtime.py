@@ -362,3 +362,20 @@ def test_a_drain_evicts_through_budgets_and_a_preemption_ignores_them(
     assert reasons["DisruptionTarget"] == "PreemptionByScheduler"
     assert main_status(kept)["state"]["terminated"]["exitCode"] == 75
     client.PolicyV1Api(core.api_client).delete_namespaced_pod_disruption_budget("keep", NS)
+
+
+def test_a_kubelet_eviction_kills_at_once_and_leaves_the_pod_failed(
+    server: MockKubeServer, core: client.CoreV1Api
+) -> None:
+    core.create_namespaced_pod(
+        NS, pod("pressured", ["python", "-c", "import time\nprint('up', flush=True)\ntime.sleep(600)"])
+    )
+    wait_for(lambda: server.get("pods", "pressured", NS) and "up" in server.log_lines(NS, "pressured"), what="up")
+    server.disrupt_pod(NS, "pressured", Disruption.evicted())
+    done = ended(server, "pressured")
+    assert (done["status"]["phase"], done["status"]["reason"]) == ("Failed", "Evicted")
+    assert main_status(done)["state"]["terminated"]["exitCode"] == 137
+    assert {c["type"]: c.get("reason") for c in done["status"]["conditions"]}[
+        "DisruptionTarget"
+    ] == "TerminationByKubelet"
+    core.delete_namespaced_pod("pressured", NS)
