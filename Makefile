@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # Pip's progress and location warnings drown the output; errors still show.
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: venv demo up down test test-fast lint typecheck bench clean
+.PHONY: venv demo up down test test-fast test-cluster lint typecheck bench clean
 
 # The virtualenv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -38,6 +38,11 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow"
+
+# The cluster-in-a-box tier (tests/cluster, tests/k8s_api's process-kubelet tests): pods really run in their own
+# network namespaces, so it needs root. `make test` runs it too.
+test-cluster: venv
+	$(PY) -m pytest -m cluster
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -263,7 +263,7 @@ def schedule(spec: Mapping[str, Any], nodes: Sequence[Node]) -> tuple[Node | Non
 # --- status builders ----------------------------------------------------------------------------------------
 
 
-def _condition(kind: str, status: bool, t: dt.datetime, reason: str | None = None, message: str | None = None) -> dict:
+def condition(kind: str, status: bool, t: dt.datetime, reason: str | None = None, message: str | None = None) -> dict:
     cond: dict[str, Any] = {"type": kind, "status": "True" if status else "False", "lastTransitionTime": rfc3339(t)}
     if reason:
         cond["reason"] = reason
@@ -293,13 +293,13 @@ def pending_status(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def unschedulable(status: dict[str, Any], message: str) -> None:
-    set_condition(status, _condition("PodScheduled", False, now(), "Unschedulable", message))
+    set_condition(status, condition("PodScheduled", False, now(), "Unschedulable", message))
 
 
 def scheduled(pod: dict[str, Any], node: str) -> None:
     t = now()
     status = pod["status"]
-    set_condition(status, _condition("PodScheduled", True, t))
+    set_condition(status, condition("PodScheduled", True, t))
     status.update({"hostIP": "10.0.0.10", "podIP": "10.244.0.23", "podIPs": [{"ip": "10.244.0.23"}]})
     status["startTime"] = rfc3339(t)
     status["containerStatuses"] = [
@@ -332,7 +332,7 @@ def started(pod: dict[str, Any]) -> None:
             }
         )
     for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"):
-        set_condition(status, _condition(kind, True, t))
+        set_condition(status, condition(kind, True, t))
 
 
 def terminate_container(
@@ -366,21 +366,21 @@ def settle_phase(pod: dict[str, Any]) -> None:
         ok = all(term["exitCode"] == 0 for term in terminated)
         status["phase"] = "Succeeded" if ok else "Failed"
         reason = "PodCompleted" if ok else "PodFailed"
-        set_condition(status, _condition("ContainersReady", False, t, reason))
-        set_condition(status, _condition("Ready", False, t, reason))
-        set_condition(status, _condition("PodReadyToStartContainers", False, t))
+        set_condition(status, condition("ContainersReady", False, t, reason))
+        set_condition(status, condition("Ready", False, t, reason))
+        set_condition(status, condition("PodReadyToStartContainers", False, t))
     elif terminated:
         not_ready = [cs["name"] for cs in statuses if not cs.get("ready")]
         message = f"containers with unready status: [{' '.join(not_ready)}]"
-        set_condition(status, _condition("ContainersReady", False, t, "ContainersNotReady", message))
-        set_condition(status, _condition("Ready", False, t, "ContainersNotReady", message))
+        set_condition(status, condition("ContainersReady", False, t, "ContainersNotReady", message))
+        set_condition(status, condition("Ready", False, t, "ContainersNotReady", message))
 
 
 def disrupt(pod: dict[str, Any], disruption: Disruption) -> None:
     status = pod["status"]
     t = now()
     if disruption.condition_reason:
-        set_condition(status, _condition("DisruptionTarget", True, t, disruption.condition_reason, disruption.message))
+        set_condition(status, condition("DisruptionTarget", True, t, disruption.condition_reason, disruption.message))
     for cs in status.get("containerStatuses") or []:
         if "running" in cs["state"]:
             terminate_container(pod, cs["name"], disruption.exit_code)

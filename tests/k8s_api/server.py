@@ -6,147 +6,68 @@ wire protocol tests all of that. It keeps real state (uid, creationTimestamp, re
 write, generation bumped on spec changes), validates every write against the official schemas (422 naming the
 field), and answers 404 / 409 AlreadyExists / 409 Conflict (stale resourceVersion) like the real one.
 
-Served: pods (+ status, log with follow/timestamps, exec for KPO's XCom sidecar, eviction honouring PDBs),
-events, secrets, configmaps, services, serviceaccounts, namespaces, nodes (read-only), policy/v1
-PodDisruptionBudgets (status computed from the pods), rbac/v1 Roles and RoleBindings, and KubeRay's
-ray.io/v1 RayCluster and RayJob from their CRDs. List supports labelSelector, fieldSelector and watch.
+Served: pods (+ status, log with follow/timestamps, exec, eviction honouring PDBs), events, secrets,
+configmaps, services, serviceaccounts, namespaces, nodes (read-only), policy/v1 PodDisruptionBudgets (status
+computed from the pods), rbac/v1 Roles, RoleBindings, ClusterRoles, ClusterRoleBindings, scheduling/v1
+PriorityClasses, and KubeRay's ray.io/v1 RayCluster and RayJob from their CRDs. List supports labelSelector,
+fieldSelector and watch.
+
+Opt-in fidelity, each in its own module: bearer-token authentication and RBAC on every request, with an
+audit record per check (``rbac=True``: server_access.py, rbac.py, audit.py); admission plugins
+(``admission=("ServiceAccount", "Priority", "PodSecurity")``); a kubelet that really runs pods in their own
+network namespaces, with graceful deletion (``run_pods()``: runtime.py); a KubeRay operator
+(``kuberay_operator=True``: kuberay.py). Without them pods are played by scripts (server_scripts.py), which
+keeps unit tests fast.
 
 Not served (a request answers 404 or 415): server-side apply, deleteCollection, pagination (limit/continue),
-finalizers, admission webhooks, CEL validation rules of CRDs, authorization (any bearer token configured is
-checked, but RBAC rules are not evaluated).
+finalizers, admission webhooks, CEL validation rules of CRDs, the scheduler's preemption, Endpoints objects.
+
+This file is the store and the CRUD verbs (about 700 lines: the request paths share the locking and the
+resourceVersion bookkeeping, so they stay together); everything else is in the mixins it inherits.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import json
-import math
 import re
 import secrets
-import struct
 import threading
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from tests.k8s_api import kubelet
-from tests.k8s_api.kubelet import DEFAULT_NODES, Disruption, Node, PodScript, as_disruption
+from tests.k8s_api import kubelet, priority, service_accounts
+from tests.k8s_api.audit import AuditRecord
+from tests.k8s_api.authentication import ADMIN, Tokens
+from tests.k8s_api.errors import ApiError, conflict, invalid, not_found
+from tests.k8s_api.http_handler import ApiHandler
+from tests.k8s_api.kubelet import DEFAULT_NODES, Node, PodScript
 from tests.k8s_api.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
-from tests.k8s_api.schemas import CustomResource, ObjectInvalid, kuberay_resources, validate_object
+from tests.k8s_api.pod_rules import check_pod_update, default_pod
+from tests.k8s_api.rbac import BOOTSTRAP_POLICY
+from tests.k8s_api.resources import ResourceType, builtin_types
+from tests.k8s_api.schemas import ObjectInvalid, kuberay_resources, validate_object
 from tests.k8s_api.selectors import (
     SelectorError,
-    match_label_selector_object,
     parse_field_selector,
     parse_label_selector,
 )
+from tests.k8s_api.server_access import AccessMixin
+from tests.k8s_api.server_disruptions import DisruptionsMixin
+from tests.k8s_api.server_kubelet import KubeletMixin
+from tests.k8s_api.server_records import PodRuntime, RecordedRequest
+from tests.k8s_api.server_scripts import ScriptedPodsMixin
+from tests.k8s_api.server_streams import StreamsMixin
+
+if TYPE_CHECKING:
+    from tests.k8s_api.runtime import ProcessKubelet
+
+#: The admission plugins the server can run, in the API server's order.
+ADMISSION_PLUGINS = ("ServiceAccount", "Priority", "PodSecurity")
 
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    has_status: bool = False
-    custom: CustomResource | None = None
-    writable: bool = True
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-
-def _builtin_types() -> list[ResourceType]:
-    return [
-        ResourceType("", "v1", "pods", "Pod", has_status=True),
-        ResourceType("", "v1", "events", "Event"),
-        ResourceType("", "v1", "secrets", "Secret"),
-        ResourceType("", "v1", "configmaps", "ConfigMap"),
-        ResourceType("", "v1", "services", "Service", has_status=True),
-        ResourceType("", "v1", "serviceaccounts", "ServiceAccount"),
-        ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, has_status=True),
-        ResourceType("", "v1", "nodes", "Node", namespaced=False, has_status=True, writable=False),
-        ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", has_status=True),
-        ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
-        ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
-    ]
-
-
-class ApiError(Exception):
-    """An error the server answers with a ``Status`` body."""
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        details: Obj | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-        self.headers = dict(headers or {})
-
-    def status(self) -> Obj:
-        body: Obj = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            body["details"] = self.details
-        return body
-
-
-def not_found(rt: ResourceType, name: str) -> ApiError:
-    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        404, "NotFound", f'{resource} "{name}" not found', {"name": name, "group": rt.group, "kind": rt.plural}
-    )
-
-
-def conflict(rt: ResourceType, name: str) -> ApiError:
-    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
-        "please apply your changes to the latest version and try again",
-        {"name": name, "group": rt.group, "kind": rt.plural},
-    )
-
-
-def invalid(exc: ObjectInvalid, group: str) -> ApiError:
-    return ApiError(
-        422,
-        "Invalid",
-        str(exc),
-        {
-            "name": exc.name,
-            "group": group,
-            "kind": exc.kind,
-            "causes": [{"reason": e.reason, "message": e.message, "field": e.field} for e in exc.errors],
-        },
-    )
 
 
 @dataclass
@@ -185,26 +106,7 @@ _FAULT_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str | None
-    body: Any
-    status: int
-
-
-@dataclass
-class _PodRuntime:
-    """What the kubelet keeps about a pod beside its API object: logs and the script being played."""
-
-    script: PodScript | None = None
-    logs: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class MockKubeServer:
+class MockKubeServer(AccessMixin, KubeletMixin, ScriptedPodsMixin, DisruptionsMixin, StreamsMixin):
     """The mock API server. Start it with :meth:`start` (or the ``k8s_server`` fixture); stop with :meth:`stop`.
 
     Test-side control (plain Python methods, thread-safe): :meth:`script_pod` scripts the next pod that
@@ -219,16 +121,47 @@ class MockKubeServer:
         namespaces: Sequence[str] = ("default", "kube-system", "mlk8s"),
         nodes: Sequence[Node] = DEFAULT_NODES,
         token: str | None = None,
+        rbac: bool = False,
+        admission: Sequence[str] = (),
+        host: str = "127.0.0.1",
         step_s: float = 0.05,
         with_kuberay: bool = True,
         kuberay_operator: bool = False,
     ) -> None:
+        #: Bind address; the cluster-in-a-box also listens where pods can reach it (see tests/cluster).
+        self.host = host
+        #: Authorize every request by the RBAC objects stored in the server (403 otherwise).
+        self.rbac = rbac
+        unknown = set(admission) - set(ADMISSION_PLUGINS)
+        if unknown:
+            raise ValueError(f"unknown admission plugins {sorted(unknown)}; use any of {list(ADMISSION_PLUGINS)}")
+        #: Admission plugins on (API server names): ``PodSecurity`` (namespace labels, tests/k8s_api/admission.py),
+        #: ``ServiceAccount`` (account must exist, token volumes, ``default`` accounts: service_accounts.py),
+        #: ``Priority`` (priorityClassName -> priority: priority.py).
+        self.admission = tuple(admission)
+        self.pod_security = "PodSecurity" in self.admission
+        self.service_accounts = "ServiceAccount" in self.admission
+        #: ``(address, port)`` of the HTTPS endpoint pods use (:meth:`serve_in_cluster`), and its CA.
+        self.in_cluster: tuple[str, int] | None = None
+        self.ca_pem: str | None = None
+        self._https: ThreadingHTTPServer | None = None
+        self.tokens = Tokens()
+        #: Every authorization check made (identity, verb, resource, ..., allowed); see tests/k8s_api/audit.py.
+        self.audit: list[AuditRecord] = []
+        #: ``(pod name, message)`` for pods that the namespace's ``audit`` Pod Security level flags.
+        self.pod_security_audit: list[tuple[str, str]] = []
+        self._request_context = threading.local()
+        #: The test set-up's own credential: a given static token, or one minted when RBAC is on.
         self.token = token
+        if token is None and rbac:
+            self.token = self.tokens.issue(ADMIN)
+        elif token is not None:
+            self.tokens.register(token, ADMIN)
         #: Pause between the steps the kubelet plays (scheduled, started, each log line, exit).
         self.step_s = step_s
         self.nodes = list(nodes)
         self._types: dict[tuple[str, str, str], ResourceType] = {}
-        for rt in _builtin_types():
+        for rt in builtin_types():
             self._types[(rt.group, rt.version, rt.plural)] = rt
         if with_kuberay:
             for cr in kuberay_resources():
@@ -239,7 +172,7 @@ class MockKubeServer:
         self._objects: dict[tuple[str, str, str, str], Obj] = {}
         self._rv = 100
         self._history: list[tuple[int, str, str, str, Obj]] = []  # rv, event type, group, plural, object
-        self._runtimes: dict[str, _PodRuntime] = {}  # by pod uid
+        self._runtimes: dict[str, PodRuntime] = {}  # by pod uid
         self._scripts: list[tuple[str | dict[str, str], PodScript]] = []
         self._faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
@@ -248,7 +181,11 @@ class MockKubeServer:
         self._stopped = threading.Event()
         #: Run the mock KubeRay operator (tests/k8s_api/kuberay.py): RayClusters get head and worker pods.
         self.kuberay_operator = kuberay_operator
+        #: Set by :meth:`run_pods`: pods no script claims are really run (tests/k8s_api/runtime.py).
+        self.process_kubelet: ProcessKubelet | None = None
         self._reconcile_lock = threading.Lock()
+        #: What the KubeRay stand-in failed to create (an admission refusal, a schema error), newest last.
+        self.kuberay_errors: list[str] = []
         self._reconcile_pending: set[tuple[str, str]] = set()
         self._reconciled_generation: dict[tuple[str, str], int] = {}
         for ns in namespaces:
@@ -257,12 +194,14 @@ class MockKubeServer:
             )
         for node in self.nodes:
             self.put_object(node.to_dict())
+        for policy in BOOTSTRAP_POLICY:
+            self.put_object(policy)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self) -> MockKubeServer:
-        handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        handler = type("Handler", (ApiHandler,), {"api": self})
+        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-kube-api", daemon=True
@@ -271,14 +210,17 @@ class MockKubeServer:
         return self
 
     def stop(self) -> None:
+        if self.process_kubelet is not None:
+            self.process_kubelet.stop()
         self._stopped.set()
         with self._changed:
             for rt in self._runtimes.values():
                 rt.stop.set()
             self._changed.notify_all()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        for httpd in (self._httpd, self._https):
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
 
     def __enter__(self) -> MockKubeServer:
         return self.start()
@@ -304,21 +246,7 @@ class MockKubeServer:
             cfg.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(cfg)
 
-    def kubeconfig(self, namespace: str = "mlk8s") -> Obj:
-        """A kubeconfig dict pointing at this server (for ``KubernetesHook``'s ``config_dict`` or a file)."""
-        user: Obj = {"token": self.token} if self.token else {}
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "mock", "cluster": {"server": self.url}}],
-            "users": [{"name": "mock", "user": user}],
-            "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock", "namespace": namespace}}],
-            "current-context": "mock",
-        }
-
-    def write_kubeconfig(self, path: Path, namespace: str = "mlk8s") -> Path:
-        path.write_text(yaml.safe_dump(self.kubeconfig(namespace)))
-        return path
+    # --- authentication, authorization, admission warnings (called by the HTTP handler) -----------------------
 
     # --- state access for tests ---------------------------------------------------------------------------
 
@@ -350,7 +278,18 @@ class MockKubeServer:
         with self._changed:
             stored = self._stamp(copy.deepcopy(obj), None)
             self._write(rt, stored, "ADDED")
-            return copy.deepcopy(stored)
+        if rt.plural == "namespaces":
+            self._namespace_defaults(stored["metadata"]["name"])
+        return copy.deepcopy(stored)
+
+    def _namespace_defaults(self, namespace: str) -> None:
+        """The ``default`` ServiceAccount and the root CA ConfigMap every namespace gets."""
+        if not self.service_accounts:
+            return
+        for obj in service_accounts.namespace_defaults(namespace, self.ca_pem):
+            plural = "serviceaccounts" if obj["kind"] == "ServiceAccount" else "configmaps"
+            if self.get(plural, obj["metadata"]["name"], namespace) is None:
+                self.put_object(obj)
 
     def log_lines(self, namespace: str, name: str, container: str | None = None) -> list[str]:
         with self._lock:
@@ -358,7 +297,9 @@ class MockKubeServer:
             if pod is None:
                 raise KeyError(f"no pod {namespace}/{name}")
             runtime = self._runtimes[pod["metadata"]["uid"]]
-            return [line for _, line in runtime.logs.get(kubelet.main_container(pod, container), [])]
+            init = [c["name"] for c in pod["spec"].get("initContainers") or []]
+            name_ = container if container in init else kubelet.main_container(pod, container)
+            return [line for _, line in runtime.logs.get(name_, [])]
 
     def set_status(self, plural: str, name: str, namespace: str | None, status: Obj, group: str = "") -> Obj:
         """Write an object's status as its controller would (validated, resourceVersion bumped)."""
@@ -378,11 +319,11 @@ class MockKubeServer:
         for cluster in self.objects("rayclusters", group="ray.io"):
             self._reconcile((cluster["metadata"]["namespace"], cluster["metadata"]["name"]))
 
-    def _schedule_reconcile(self, ident: tuple[str, str]) -> None:
+    def _schedule_reconcile(self, ident: tuple[str, str], delay_s: float | None = None) -> None:
         if ident in self._reconcile_pending or self._stopped.is_set():
             return
         self._reconcile_pending.add(ident)
-        timer = threading.Timer(self.step_s, self._reconcile, args=(ident,))
+        timer = threading.Timer(self.step_s if delay_s is None else delay_s, self._reconcile, args=(ident,))
         timer.daemon = True
         timer.start()
 
@@ -430,41 +371,6 @@ class MockKubeServer:
 
     # --- pod scripting ------------------------------------------------------------------------------------
 
-    def script_pod(
-        self,
-        match: str | dict[str, str],
-        script: PodScript | None = None,
-        *,
-        logs: Sequence[str] = (),
-        exit_code: int = 0,
-        disruption: Disruption | str | tuple[str, str] | None = None,
-        **kwargs: Any,
-    ) -> PodScript:
-        """Queue the life of the next created pod whose name starts with ``match`` (or whose labels include it).
-
-        Scripts for the same match are used in order, one per pod: script a preemption then a success to test
-        a relaunch. A pod no script matches stays Pending, unscheduled, like a cluster with no room.
-        """
-        if script is None:
-            script = PodScript(logs=list(logs), exit_code=exit_code, disruption=as_disruption(disruption), **kwargs)
-        with self._lock:
-            self._scripts.append((match, script))
-        return script
-
-    def _claim_script(self, pod: Obj) -> PodScript | None:
-        meta = pod["metadata"]
-        labels = meta.get("labels") or {}
-        for i, (match, script) in enumerate(self._scripts):
-            if isinstance(match, str):
-                hit = meta["name"].startswith(match)
-            else:
-                hit = all(labels.get(k) == v for k, v in match.items())
-            if hit:
-                self._scripts.pop(i)
-                script.played_on = meta["name"]
-                return script
-        return None
-
     def _update_pod(self, namespace: str, name: str, uid: str, mutate: Any) -> Obj | None:
         """Apply a kubelet-side change to the pod's status; ``None`` when the pod is gone or replaced."""
         with self._changed:
@@ -478,7 +384,7 @@ class MockKubeServer:
             stored["metadata"]["generation"] = pod["metadata"].get("generation", 1)
             self._write(self._types[("", "v1", "pods")], stored, "MODIFIED")
             cluster = (stored["metadata"].get("labels") or {}).get("ray.io/cluster")
-            if self.kuberay_operator and cluster and stored["status"].get("phase") in ("Succeeded", "Failed"):
+            if self.kuberay_operator and cluster and stored.get("status") != pod.get("status"):
                 self._schedule_reconcile((namespace, cluster))
             return copy.deepcopy(stored)
 
@@ -488,113 +394,6 @@ class MockKubeServer:
         with self._changed:
             ev = self._stamp(kubelet.event(pod, reason, message, kind, component), None)
             self._write(self._types[("", "v1", "events")], ev, "ADDED")
-
-    def emit_log(self, namespace: str, name: str, line: str, container: str | None = None) -> None:
-        with self._changed:
-            pod = self._objects[("", "pods", namespace, name)]
-            runtime = self._runtimes[pod["metadata"]["uid"]]
-            runtime.logs.setdefault(kubelet.main_container(pod, container), []).append((time.time(), line))
-            self._changed.notify_all()
-
-    def finish_pod(
-        self,
-        namespace: str,
-        name: str,
-        exit_code: int = 0,
-        *,
-        reason: str | None = None,
-        message: str | None = None,
-        container: str | None = None,
-    ) -> Obj | None:
-        """Let the main container exit; the pod settles as the kubelet would (XCom sidecar keeps running)."""
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise KeyError(f"no pod {namespace}/{name}")
-        target = kubelet.main_container(pod, container)
-
-        def mutate(p: Obj) -> None:
-            kubelet.terminate_container(p, target, exit_code, reason, message)
-            kubelet.settle_phase(p)
-
-        updated = self._update_pod(namespace, name, pod["metadata"]["uid"], mutate)
-        if updated is not None and updated["status"]["phase"] in ("Succeeded", "Failed"):
-            self._runtimes[pod["metadata"]["uid"]].stop.set()
-        return updated
-
-    def disrupt_pod(
-        self, namespace: str, name: str, disruption: Disruption | str | tuple[str, str] = "preempted"
-    ) -> Obj | None:
-        """Take a pod away now: DisruptionTarget condition, containers killed, maybe the object deleted."""
-        how = as_disruption(disruption)
-        assert how is not None
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise KeyError(f"no pod {namespace}/{name}")
-        uid = pod["metadata"]["uid"]
-        runtime = self._runtimes.get(uid)
-        if runtime is not None:
-            runtime.stop.set()
-        event_reason = {"PreemptionByScheduler": "Preempted", "TerminationByKubelet": "Evicted"}.get(
-            how.condition_reason or "", "Killing"
-        )
-        self._record_event(pod, event_reason, how.message, "Warning" if event_reason == "Evicted" else "Normal")
-        updated = self._update_pod(namespace, name, uid, lambda p: kubelet.disrupt(p, how))
-        if how.vanish and updated is not None:
-            self._delete_object(self._types[("", "v1", "pods")], namespace, name)
-        return updated
-
-    def _play(self, namespace: str, name: str, uid: str, script: PodScript, runtime: _PodRuntime) -> None:
-        def wait(seconds: float) -> bool:
-            return not runtime.stop.wait(seconds) and not self._stopped.is_set()
-
-        if not wait(script.pending_s + self.step_s):
-            return
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            return
-        node, why = kubelet.schedule(pod["spec"], self.nodes)
-        if script.unschedulable or node is None:
-            why = why or f"0/{len(self.nodes)} nodes are available: scripted as unschedulable."
-            self._update_pod(namespace, name, uid, lambda p: kubelet.unschedulable(p["status"], why))
-            self._record_event(pod, "FailedScheduling", why, "Warning", "default-scheduler")
-            return
-
-        def bind(p: Obj) -> None:
-            p["spec"]["nodeName"] = node.name
-            kubelet.scheduled(p, node.name)
-
-        self._update_pod(namespace, name, uid, bind)
-        self._record_event(
-            pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {node.name}", component="default-scheduler"
-        )
-        if not wait(self.step_s):
-            return
-        for c in pod["spec"]["containers"]:
-            self._record_event(pod, "Pulled", f'Container image "{c["image"]}" already present on machine')
-            self._record_event(pod, "Created", f"Created container: {c['name']}")
-            self._record_event(pod, "Started", f"Started container {c['name']}")
-        if self._update_pod(namespace, name, uid, kubelet.started) is None:
-            return
-        for line in script.logs:
-            if not wait(script.line_interval_s):
-                return
-            try:
-                self.emit_log(namespace, name, line, script.container)
-            except KeyError:
-                return
-        if script.keep_running or not wait(self.step_s):
-            return
-        if script.disruption is not None:
-            self.disrupt_pod(namespace, name, script.disruption)
-        else:
-            self.finish_pod(
-                namespace,
-                name,
-                script.exit_code,
-                reason=script.termination_reason,
-                message=script.termination_message,
-                container=script.container,
-            )
 
     # --- storage ------------------------------------------------------------------------------------------
 
@@ -626,6 +425,8 @@ class MockKubeServer:
         self._objects[key] = obj
         self._history.append((self._rv, event, rt.group, rt.plural, copy.deepcopy(obj)))
         self._changed.notify_all()
+        if rt.plural in ("pods", "services") and self.process_kubelet is not None:
+            self.process_kubelet.topology_changed()
         if self.kuberay_operator and rt.plural == "rayclusters" and rt.group == "ray.io":
             ident = (obj["metadata"]["namespace"], obj["metadata"]["name"])
             if self._reconciled_generation.get(ident) != obj["metadata"].get("generation"):
@@ -651,7 +452,14 @@ class MockKubeServer:
             if runtime is not None:
                 runtime.stop.set()
             self._changed.notify_all()
-            return obj
+        if rt.plural == "pods" and self._runs(obj):
+            from tests.k8s_api.pod_worker import Termination
+
+            assert self.process_kubelet is not None
+            self.process_kubelet.terminate(obj["metadata"]["uid"], Termination(0.0, delete=False))
+        if rt.plural in ("pods", "services") and self.process_kubelet is not None:
+            self.process_kubelet.topology_changed()
+        return obj
 
     # --- request handling (called by the HTTP handler) --------------------------------------------------------
 
@@ -727,10 +535,23 @@ class MockKubeServer:
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         meta.pop("resourceVersion", None)
         if rt.plural == "pods":
-            _default_pod(obj)
+            default_pod(obj)
         if rt.has_status and rt.plural != "namespaces":
             obj.pop("status", None)
+        if rt.plural == "pods" and self.service_accounts:
+            account = self.get("serviceaccounts", obj["spec"].get("serviceAccountName") or "default", namespace)
+            try:
+                service_accounts.admit(obj, account)
+            except service_accounts.ServiceAccountMissing as exc:
+                raise ApiError(403, "Forbidden", str(exc), {"name": meta["name"], "kind": "pods"}) from exc
         self._validate(rt, obj)
+        if rt.plural == "pods" and "Priority" in self.admission:
+            try:
+                priority.admit(obj, self.objects("priorityclasses", group="scheduling.k8s.io"))
+            except priority.PriorityClassMissing as exc:
+                raise ApiError(403, "Forbidden", str(exc), {"name": meta["name"], "kind": "pods"}) from exc
+        if rt.plural == "pods" and self.pod_security:
+            self._admit_pod(obj, namespace or "")
         with self._changed:
             key = (rt.group, rt.plural, namespace or "", meta["name"])
             if key in self._objects:
@@ -749,20 +570,9 @@ class MockKubeServer:
             self._write(rt, stored, "ADDED")
             if rt.plural == "pods":
                 self._start_kubelet(stored)
-            return copy.deepcopy(stored)
-
-    def _start_kubelet(self, pod: Obj) -> None:
-        script = self._claim_script(pod)
-        runtime = _PodRuntime(script=script)
-        meta = pod["metadata"]
-        self._runtimes[meta["uid"]] = runtime
-        if script is not None:
-            threading.Thread(
-                target=self._play,
-                args=(meta["namespace"], meta["name"], meta["uid"], script, runtime),
-                name=f"kubelet-{meta['name']}",
-                daemon=True,
-            ).start()
+        if rt.plural == "namespaces":
+            self._namespace_defaults(meta["name"])
+        return copy.deepcopy(stored)
 
     def read(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         with self._lock:
@@ -835,8 +645,8 @@ class MockKubeServer:
                 else:
                     new.pop("status", None)
             if rt.plural == "pods":
-                _default_pod(new)  # the server defaults updates as it defaults creates
-                _check_pod_update(current, new)
+                default_pod(new)  # the server defaults updates as it defaults creates
+                check_pod_update(current, new)
         else:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
         self._validate(rt, new)
@@ -912,6 +722,9 @@ class MockKubeServer:
                 raise conflict(rt, name)
             if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
                 raise conflict(rt, name)
+            if rt.plural == "pods" and self._runs(current) and current["spec"].get("nodeName"):
+                grace = body.get("gracePeriodSeconds") if isinstance(body, dict) else None
+                return copy.deepcopy(self._delete_gracefully(current, grace))
             if rt.plural == "pods" and current["status"].get("phase") == "Running":
                 self._record_event(current, "Killing", f"Stopping container {kubelet.main_container(current)}")
             deleted = self._delete_object(rt, namespace or "", name)
@@ -919,7 +732,7 @@ class MockKubeServer:
             from tests.k8s_api import kuberay
 
             self._reconciled_generation.pop((namespace or "", name), None)
-            kuberay.delete_owned_pods(self, namespace or "", name)
+            kuberay.collect_garbage(self, namespace or "", deleted["metadata"]["uid"])
         if rt.plural == "pods":
             return deleted
         return {
@@ -932,613 +745,6 @@ class MockKubeServer:
 
     # --- PodDisruptionBudgets and the Eviction API -------------------------------------------------------------
 
-    def _pdb_status(self, pdb: Obj) -> Obj:
-        """What the disruption controller would report, from the pods the PDB selects right now."""
-        spec = pdb.get("spec") or {}
-        pods = [
-            p
-            for p in self.objects("pods", pdb["metadata"]["namespace"])
-            if match_label_selector_object(spec.get("selector"), p["metadata"].get("labels") or {})
-            and p["status"].get("phase") not in ("Succeeded", "Failed")
-        ]
-        healthy = sum(
-            1
-            for p in pods
-            if p["status"].get("phase") == "Running"
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
-        )
-        expected = len(pods)
-        bare = any(not any(ref.get("controller") for ref in p["metadata"].get("ownerReferences") or []) for p in pods)
-
-        def scaled(value: Any) -> int:
-            if isinstance(value, str) and value.endswith("%"):
-                return math.ceil(expected * int(value[:-1]) / 100)
-            return int(value)
-
-        computable = True
-        if "minAvailable" in spec:
-            min_available = spec["minAvailable"]
-            if isinstance(min_available, str) and bare:
-                computable = False
-            desired = scaled(min_available)
-        else:
-            max_unavailable = spec.get("maxUnavailable", 0)
-            # The real disruption controller needs a controller with a scale to count expected pods for
-            # maxUnavailable and percentages; bare pods (an operator's training pod) make the PDB block all.
-            computable = not bare
-            desired = max(0, expected - scaled(max_unavailable))
-        allowed = max(0, healthy - desired) if computable else 0
-        return {
-            "observedGeneration": pdb["metadata"].get("generation", 1),
-            "currentHealthy": healthy,
-            "desiredHealthy": desired,
-            "expectedPods": expected,
-            "disruptionsAllowed": allowed,
-            "conditions": [
-                {
-                    "type": "DisruptionAllowed",
-                    "status": "True" if allowed > 0 else "False",
-                    "reason": "SufficientPods" if allowed > 0 else ("InsufficientPods" if computable else "SyncFailed"),
-                    "message": "" if computable else "found no controllers for pod",
-                    "lastTransitionTime": kubelet.rfc3339(kubelet.now()),
-                    "observedGeneration": pdb["metadata"].get("generation", 1),
-                }
-            ],
-        }
-
-    def drain_node(self, node: str) -> dict[str, str]:
-        """``kubectl drain``: evict every running pod on the node through the Eviction API (PDBs apply).
-
-        Returns each pod's outcome, ``evicted`` or the API's refusal, as ``namespace/name -> outcome``.
-        """
-        outcome: dict[str, str] = {}
-        for pod in self.objects("pods"):
-            if pod["spec"].get("nodeName") != node or pod["status"].get("phase") in ("Succeeded", "Failed"):
-                continue
-            ident = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
-            try:
-                self._evict(pod["metadata"]["namespace"], pod["metadata"]["name"], None)
-                outcome[ident] = "evicted"
-            except ApiError as exc:
-                outcome[ident] = f"{exc.code} {exc.reason}: {exc.message}"
-        return outcome
-
-    def _evict(self, namespace: str, name: str, body: Any) -> Obj:
-        pods_rt = self._types[("", "v1", "pods")]
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(pods_rt, name)
-        labels = pod["metadata"].get("labels") or {}
-        if pod["status"].get("phase") not in ("Succeeded", "Failed"):
-            for pdb in self.objects("poddisruptionbudgets", namespace, group="policy"):
-                if not match_label_selector_object((pdb.get("spec") or {}).get("selector"), labels):
-                    continue
-                status = self._pdb_status(pdb)
-                if status["disruptionsAllowed"] < 1:
-                    raise ApiError(
-                        429,
-                        "TooManyRequests",
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                        {
-                            "causes": [
-                                {
-                                    "reason": "DisruptionBudget",
-                                    "message": f"The disruption budget {pdb['metadata']['name']} needs "
-                                    f"{status['desiredHealthy']} healthy pods and has {status['currentHealthy']} "
-                                    "currently",
-                                }
-                            ]
-                        },
-                    )
-        self.disrupt_pod(namespace, name, Disruption.evicted_by_api())
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
-
     # --- streams: logs and watches ------------------------------------------------------------------------
 
-    def log_stream(self, namespace: str, name: str, query: Mapping[str, str]) -> tuple[Iterator[bytes] | bytes, bool]:
-        """The log body (bytes) or, with ``follow``, an iterator of chunks ending when the container ends."""
-        rt = self._types[("", "v1", "pods")]
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(rt, name)
-        names = [c["name"] for c in pod["spec"]["containers"]]
-        container = query.get("container")
-        if container is None:
-            if len(names) > 1:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
-                )
-            container = names[0]
-        if container not in names:
-            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
-        state = next(
-            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
-        )
-        if state is None or "waiting" in state:
-            reason = ((state or {}).get("waiting") or {}).get("reason", "ContainerCreating")
-            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: {reason}')
-        timestamps = flag(query, "timestamps")
-        since = time.time() - float(query["sinceSeconds"]) if "sinceSeconds" in query else None
-        tail = int(query["tailLines"]) if "tailLines" in query else None
-        uid = pod["metadata"]["uid"]
-        runtime = self._runtimes[uid]
-
-        def render(entries: list[tuple[float, str]]) -> bytes:
-            out = []
-            for t, line in entries:
-                if since is not None and t < since:
-                    continue
-                prefix = (
-                    kubelet.rfc3339_nano(kubelet.dt.datetime.fromtimestamp(t, kubelet.dt.UTC)) + " "
-                    if timestamps
-                    else ""
-                )
-                out.append(f"{prefix}{line}\n")
-            return "".join(out).encode()
-
-        def running() -> bool:
-            current = self._objects.get(("", "pods", namespace, name))
-            if current is None or current["metadata"]["uid"] != uid:
-                return False
-            for cs in current["status"].get("containerStatuses") or []:
-                if cs["name"] == container:
-                    return "terminated" not in cs["state"]
-            return False
-
-        with self._lock:
-            entries = list(runtime.logs.get(container, []))
-        if tail is not None:
-            entries = entries[-tail:] if tail else []
-        if not flag(query, "follow"):
-            return render(entries), False
-
-        def follow() -> Iterator[bytes]:
-            sent = len(runtime.logs.get(container, [])) if tail is not None else 0
-            if tail is not None:
-                yield render(entries)
-            while True:
-                with self._changed:
-                    while len(runtime.logs.get(container, [])) <= sent and running() and not self._stopped.is_set():
-                        self._changed.wait(0.5)
-                    batch = list(runtime.logs.get(container, []))[sent:]
-                    sent += len(batch)
-                    alive = running() and not self._stopped.is_set()
-                if batch:
-                    yield render(batch)
-                if not alive:
-                    return
-
-        return follow(), True
-
-    def watch_stream(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> Iterator[bytes]:
-        try:
-            labels = parse_label_selector(query.get("labelSelector"))
-            fields = parse_field_selector(query.get("fieldSelector"))
-        except SelectorError as exc:
-            raise ApiError(400, "BadRequest", str(exc)) from exc
-        deadline = time.time() + float(query.get("timeoutSeconds", 60))
-        with self._lock:
-            exact = query.get("resourceVersion") not in (None, "", "0")
-            start_rv = int(query["resourceVersion"]) if exact else self._rv
-            initial: list[Obj] = []
-            if not exact:
-                # No resourceVersion (or "0", "any"): the watch starts with synthetic ADDED events for what exists.
-                initial = self.list_objects(rt, namespace, query)["items"]
-        for obj in initial:
-            obj.setdefault("apiVersion", rt.api_version)
-            obj.setdefault("kind", rt.kind)
-            yield (json.dumps({"type": "ADDED", "object": obj}) + "\n").encode()
-        index = next((i for i, h in enumerate(self._history) if h[0] > start_rv), len(self._history))
-
-        def wanted(h: tuple[int, str, str, str, Obj]) -> bool:
-            _, _, group, plural, obj = h
-            meta = obj["metadata"]
-            return (
-                group == rt.group
-                and plural == rt.plural
-                and (namespace is None or meta.get("namespace") == namespace)
-                and labels(meta.get("labels") or {})
-                and fields(obj)
-            )
-
-        while time.time() < deadline and not self._stopped.is_set():
-            with self._changed:
-                if index >= len(self._history):
-                    self._changed.wait(min(0.5, max(0.0, deadline - time.time())))
-                batch = self._history[index:]
-                index += len(batch)
-            for h in batch:
-                if wanted(h):
-                    yield (json.dumps({"type": h[1], "object": h[4]}) + "\n").encode()
-
     # --- exec (KPO's XCom sidecar) ------------------------------------------------------------------------
-
-    def exec_command(
-        self, namespace: str, name: str, container: str, command: list[str], stdin: str | None
-    ) -> tuple[str, str, int]:
-        """Run the two shell commands KPO sends to its XCom sidecar; anything else fails like ``sh`` would."""
-        pod = self.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(self._types[("", "v1", "pods")], name)
-        state = next(
-            (cs["state"] for cs in pod["status"].get("containerStatuses") or [] if cs["name"] == container), None
-        )
-        if state is None or "running" not in state:
-            raise ApiError(400, "BadRequest", f"container {container} is not running in pod {name}")
-        script = (self._runtimes.get(pod["metadata"]["uid"]) or _PodRuntime()).script
-        text = " ".join(command[2:]) if command[:2] == ["/bin/sh", "-c"] else (stdin or "")
-        if "return.json" in text and "cat" in text:
-            if script is not None and script.has_xcom:
-                return json.dumps(script.xcom) + "\n", "", 0
-            return "__airflow_xcom_result_empty__\n", "", 0
-        if text.strip().startswith("kill -2") or "/proc/[0-9]*/comm" in text:
-
-            def stop_sidecar(p: Obj) -> None:
-                kubelet.terminate_container(p, container, 0)
-                kubelet.settle_phase(p)
-
-            self._update_pod(namespace, name, pod["metadata"]["uid"], stop_sidecar)
-            return "", "", 0
-        return "", f"sh: mock server cannot run {text!r}\n", 127
-
-
-def flag(query: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter as Go's strconv.ParseBool reads it (the Python client sends ``True``)."""
-    return query.get(name, "") in ("1", "t", "T", "true", "TRUE", "True")
-
-
-# --- pod defaults and update rules ----------------------------------------------------------------------------
-
-
-def _default_pod(pod: Obj) -> None:
-    """The defaults the API server fills in on create, so reads look like a real cluster's."""
-    spec = pod.setdefault("spec", {})
-    if not isinstance(spec, dict):
-        return
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("serviceAccountName", "default")
-    spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("priority", 0)
-    for group in ("initContainers", "containers"):
-        for c in spec.get(group) or []:
-            if not isinstance(c, dict):
-                continue
-            c.setdefault("terminationMessagePath", "/dev/termination-log")
-            c.setdefault("terminationMessagePolicy", "File")
-            image = str(c.get("image", ""))
-            tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
-            c.setdefault("imagePullPolicy", "Always" if tag in ("", "latest") else "IfNotPresent")
-            c.setdefault("resources", {})
-
-
-_MUTABLE_POD_FIELDS = ("activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds")
-
-
-def _check_pod_update(current: Obj, new: Obj) -> None:
-    def frozen(spec: Any) -> Any:
-        spec = copy.deepcopy(spec or {})
-        for key in _MUTABLE_POD_FIELDS:
-            spec.pop(key, None)
-        for group in ("initContainers", "containers"):
-            for c in spec.get(group) or []:
-                c.pop("image", None)
-        return spec
-
-    if frozen(current.get("spec")) != frozen(new.get("spec")):
-        raise ApiError(
-            422,
-            "Invalid",
-            f'Pod "{current["metadata"]["name"]}" is invalid: spec: Forbidden: pod updates may not change fields '
-            "other than `spec.containers[*].image`, `spec.initContainers[*].image`, "
-            "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), "
-            "`spec.terminationGracePeriodSeconds`",
-            {
-                "name": current["metadata"]["name"],
-                "kind": "Pod",
-                "causes": [{"reason": "FieldValueForbidden", "field": "spec"}],
-            },
-        )
-
-
-# --- HTTP ------------------------------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    api: MockKubeServer
-    protocol_version = "HTTP/1.1"
-    server_version = "mock-kube-apiserver"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the test output stays readable; MockKubeServer.requests records everything
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # --- plumbing ---
-
-    def _read_body(self) -> tuple[Any, bytes]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None, raw
-        try:
-            return json.loads(raw), raw
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
-
-    def _send_json(self, code: int, body: Obj, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, chunks: Iterator[bytes], content_type: str) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            for chunk in chunks:
-                if chunk:
-                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                    self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip() or None
-        body: Any = None
-        status = 200
-        try:
-            body, _ = self._read_body()
-            if self.api.token is not None and self.headers.get("Authorization") != f"Bearer {self.api.token}":
-                raise ApiError(401, "Unauthorized", "Unauthorized")
-            fault = self.api._take_fault(method, url.path)
-            if fault is not None:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                raise ApiError(fault.code, fault.reason, fault.message, headers=headers)
-            status = self._route(method, url.path, query, body, content_type)
-        except ApiError as err:
-            status = err.code
-            self._send_json(err.code, err.status(), err.headers)
-        except Exception as exc:  # a bug in the mock must surface as a 500, not a hung client
-            status = 500
-            self._send_json(500, ApiError(500, "InternalError", f"mock server error: {exc!r}").status())
-            raise
-        finally:
-            with self.api._lock:
-                self.api.requests.append(RecordedRequest(method, url.path, query, content_type, body, status))
-
-    def _route(self, method: str, path: str, query: dict[str, str], body: Any, content_type: str | None) -> int:
-        api = self.api
-        if path in ("/version", "/version/"):
-            self._send_json(200, {"major": "1", "minor": "37", "gitVersion": "v1.37.0-mock", "platform": "linux/amd64"})
-            return 200
-        if path.rstrip("/") in ("/api", "/apis") or re.fullmatch(r"/api/v1/?|/apis/[^/]+/[^/]+/?", path):
-            self._send_json(200, self._discovery(path.rstrip("/")))
-            return 200
-        rt, namespace, name, sub = api._resolve(path)
-        if method == "GET":
-            if name is None:
-                if flag(query, "watch"):
-                    self._send_stream(api.watch_stream(rt, namespace, query), "application/json")
-                else:
-                    self._send_json(200, api.list_objects(rt, namespace, query))
-                return 200
-            if sub == "log" and rt.plural == "pods":
-                payload, streaming = api.log_stream(namespace or "", name, query)
-                if streaming:
-                    assert not isinstance(payload, bytes)
-                    self._send_stream(payload, "text/plain")
-                else:
-                    assert isinstance(payload, bytes)
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                return 200
-            if sub == "exec" and rt.plural == "pods":
-                return self._exec(namespace or "", name, path)
-            if sub not in (None, "status"):
-                raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-            self._send_json(200, api.read(rt, namespace, name))
-            return 200
-        if method == "POST":
-            if sub == "exec" and rt.plural == "pods" and name:
-                return self._exec(namespace or "", name, path)
-            created = api.create(rt, namespace, body, sub, name)
-            self._send_json(201, created)
-            return 201
-        if name is None:
-            raise ApiError(405, "MethodNotAllowed", "collection operations other than list/create are not supported")
-        if method == "PUT":
-            self._send_json(200, api.replace(rt, namespace, name, body, sub))
-            return 200
-        if method == "PATCH":
-            self._send_json(200, api.patch(rt, namespace, name, body, content_type or "", sub))
-            return 200
-        if method == "DELETE":
-            self._send_json(200, api.delete(rt, namespace, name, body))
-            return 200
-        raise ApiError(405, "MethodNotAllowed", f"method {method} not allowed")
-
-    def _discovery(self, path: str) -> Obj:
-        types = list(self.api._types.values())
-        if path == "/api":
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        if path == "/apis":
-            groups: dict[str, list[str]] = {}
-            for rt in types:
-                if rt.group:
-                    groups.setdefault(rt.group, [])
-                    if rt.version not in groups[rt.group]:
-                        groups[rt.group].append(rt.version)
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
-                    }
-                    for g, vs in groups.items()
-                ],
-            }
-        parts = [p for p in path.split("/") if p]
-        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
-        resources = []
-        for rt in types:
-            if rt.group != group or rt.version != version:
-                continue
-            verbs = ["get", "list", "watch"] + (["create", "update", "patch", "delete"] if rt.writable else [])
-            resources.append(
-                {
-                    "name": rt.plural,
-                    "singularName": rt.kind.lower(),
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": verbs,
-                }
-            )
-            if rt.has_status:
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/status",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": rt.kind,
-                        "verbs": ["get", "patch", "update"],
-                    }
-                )
-        if not resources:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources,
-        }
-
-    # --- websocket exec (v4/v5 channel protocol, just enough for KPO's XCom sidecar) ---
-
-    def _exec(self, namespace: str, name: str, path: str) -> int:
-        query = parse_qs(urlsplit(self.path).query)
-        command = query.get("command", [])
-        container = (query.get("container") or [""])[-1]
-        wants_stdin = flag({k: v[-1] for k, v in query.items()}, "stdin")
-        if self.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError(400, "BadRequest", "exec needs a websocket upgrade")
-        if not container:
-            raise ApiError(400, "BadRequest", "a container name must be specified")
-        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
-        protocol = next(
-            (p for p in ("v4.channel.k8s.io", "v5.channel.k8s.io") if p in offered), offered[0] if offered else ""
-        )
-        # Check the pod before upgrading so errors come back as a Status, as the real server's do.
-        pod = self.api.get("pods", name, namespace)
-        if pod is None:
-            raise not_found(self.api._types[("", "v1", "pods")], name)
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(
-            hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-        ).decode()
-        self.send_response(101)
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        if protocol:
-            self.send_header("Sec-WebSocket-Protocol", protocol)
-        self.end_headers()
-        self.close_connection = True
-        stdin_text = None
-        if wants_stdin:
-            stdin_text = self._ws_read_stdin()
-        try:
-            out, err, code = self.api.exec_command(namespace, name, container, command, stdin_text)
-        except ApiError as exc:
-            out, err, code = "", exc.message, 1
-        if out:
-            self._ws_send(b"\x01" + out.encode())
-        if err:
-            self._ws_send(b"\x02" + err.encode())
-        status: Obj = (
-            {"metadata": {}, "status": "Success"}
-            if code == 0
-            else {
-                "metadata": {},
-                "status": "Failure",
-                "message": f"command terminated with non-zero exit code: {code}",
-                "reason": "NonZeroExitCode",
-                "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-            }
-        )
-        self._ws_send(b"\x03" + json.dumps(status).encode())
-        self._ws_send(b"", opcode=0x8)
-        return 101
-
-    def _ws_send(self, payload: bytes, opcode: int = 0x2) -> None:
-        header = bytes([0x80 | opcode])
-        n = len(payload)
-        if n < 126:
-            header += bytes([n])
-        elif n < 65536:
-            header += bytes([126]) + struct.pack(">H", n)
-        else:
-            header += bytes([127]) + struct.pack(">Q", n)
-        try:
-            self.wfile.write(header + payload)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _ws_read_stdin(self, timeout: float = 10.0) -> str:
-        """Read client frames until a stdin line arrives (channel 0) or the client goes quiet."""
-        self.connection.settimeout(timeout)
-        data = b""
-        try:
-            while b"\n" not in data:
-                head = self.rfile.read(2)
-                if len(head) < 2:
-                    break
-                opcode, length = head[0] & 0x0F, head[1] & 0x7F
-                if length == 126:
-                    length = struct.unpack(">H", self.rfile.read(2))[0]
-                elif length == 127:
-                    length = struct.unpack(">Q", self.rfile.read(8))[0]
-                mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
-                if opcode == 0x8:
-                    break
-                if opcode in (0x1, 0x2) and payload[:1] == b"\x00":
-                    data += payload[1:]
-        except (TimeoutError, OSError):
-            pass
-        return data.decode(errors="replace")

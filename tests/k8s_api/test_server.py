@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s_api import Disruption, MockKubeServer, PodScript
+from tests.k8s_api import Disruption, MockKubeServer, PodScript, waiting
 from tests.k8s_api.schemas import validate_object
 
 NS = "mlk8s"
@@ -66,13 +66,7 @@ def custom(k8s_api_client: client.ApiClient) -> client.CustomObjectsApi:
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+    return waiting.wait_for(predicate, timeout, interval_s=0.02)
 
 
 def phase(core: client.CoreV1Api, name: str) -> str | None:
@@ -527,10 +521,18 @@ def test_kuberay_operator_follows_replicas_and_workers_to_delete(autoscaling: bo
         assert len(_ray_pods(server, "headgroup")) == 1
         pod = server.get("pods", workers[0], NS)
         assert pod is not None and pod["metadata"]["ownerReferences"][0]["kind"] == "RayCluster"
-        status = wait_for(lambda: (c := custom.get_namespaced_custom_object(*args, "pool")).get("status") and c)[
-            "status"
-        ]
-        assert (status["desiredWorkerReplicas"], status["maxWorkerReplicas"]) == (3, 4)
+        # The operator rewrites the status as pods become ready; once all are, it stays put.
+        status = wait_for(
+            lambda: (
+                (c := custom.get_namespaced_custom_object(*args, "pool")).get("status", {}).get("state") == "ready"
+                and c
+            )
+        )["status"]
+        assert (status["desiredWorkerReplicas"], status["readyWorkerReplicas"], status["maxWorkerReplicas"]) == (
+            3,
+            3,
+            4,
+        )
         # Remove one named (idle) worker: exactly that pod goes, in both modes.
         victim = workers[1]
         cluster = custom.get_namespaced_custom_object(*args, "pool")
