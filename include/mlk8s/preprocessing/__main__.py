@@ -15,6 +15,7 @@ import sys
 import textwrap
 from typing import Any
 
+from mlk8s import ray_driver
 from mlk8s.pod_contract import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, write_result
 
 logger = logging.getLogger("mlk8s.preprocessing")
@@ -42,8 +43,9 @@ EPILOG = textwrap.dedent(
       Read it with mlk8s.preprocessing.read_output(URI).
 
     Ray: RAY_ADDRESS (or --ray-address) names the cluster, e.g. the KubeRay head service; token auth via
-      RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH. Without an address a private local
-      cluster is started (never an existing one attached to by accident).
+      RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH. The driver joins the pool as a zero-resource Ray node unless a
+      raylet of it runs on this host. Without an address a private local cluster is started (never an
+      existing one attached to by accident).
 
     Result: JSON written to $MLK8S_XCOM_DIR/return.json (default /airflow/xcom/return.json) with
       input_rows, output_rows, filtered_rows, output_bytes, files, duration_s, rows_per_s, output_uri,
@@ -52,6 +54,16 @@ EPILOG = textwrap.dedent(
       75 interrupted by SIGTERM before committing (relaunch; the previous output is intact).
     """
 )
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a finite number of seconds > 0")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--local-cpus", type=int, default=None, help="CPUs for the private local cluster (default: all)"
+    )
+    parser.add_argument(
+        "--ray-connect-timeout-s",
+        type=positive_seconds,
+        default=os.environ.get(ray_driver.CONNECT_TIMEOUT_ENV, str(ray_driver.DEFAULT_CONNECT_TIMEOUT_S)),
+        metavar="S",
+        help=f"how long to wait for the Ray pool to answer (default: ${ray_driver.CONNECT_TIMEOUT_ENV} or "
+        f"{ray_driver.DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--ray-head-lost-timeout-s",
+        type=positive_seconds,
+        default=os.environ.get(ray_driver.HEAD_LOST_TIMEOUT_ENV, str(ray_driver.DEFAULT_HEAD_LOST_TIMEOUT_S)),
+        metavar="S",
+        help="how long a run waits for a Ray head that went away before it fails (default: "
+        f"${ray_driver.HEAD_LOST_TIMEOUT_ENV} or {ray_driver.DEFAULT_HEAD_LOST_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--attempt-id",
@@ -164,13 +192,22 @@ def _run(args: argparse.Namespace) -> int:
     import ray
 
     from mlk8s.preprocessing.pipeline import run_pipeline
-    from mlk8s.ray_driver import connect
 
+    connection = ray_driver.connect(
+        args.ray_address,
+        args.local_cpus,
+        connect_timeout_s=args.ray_connect_timeout_s,
+        head_lost_timeout_s=args.ray_head_lost_timeout_s,
+    )
     try:
-        connect(args.ray_address, args.local_cpus)
-        # ray.init installs its own SIGTERM handler (log and exit 15); ours turns an eviction into exit 75.
-        signal.signal(signal.SIGTERM, _raise_interrupted)
-        result = run_pipeline(spec, source, args.output, attempt_id=args.attempt_id)
+        with connection:
+            # ray.init installs its own SIGTERM handler (log and exit 15); ours turns an eviction into exit 75.
+            signal.signal(signal.SIGTERM, _raise_interrupted)
+            result = run_pipeline(spec, source, args.output, attempt_id=args.attempt_id)
+    except ray_driver.RayPoolUnreachable as exc:
+        logger.error("%s; nothing was run, the previous output (if any) is intact", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except (CommitError, Exception) as exc:
         logger.exception("preprocessing failed; the previous output (if any) is intact: %s", exc)
         return EXIT_ERROR
