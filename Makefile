@@ -14,6 +14,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install $(PIP_FLAGS) -r requirements.txt -r requirements-dev.txt -c constraints.txt 2>&1 | { grep -v "^WARNING: Location" || true; }; test $${PIPESTATUS[0]} -eq 0
 	$(PIP) install $(PIP_FLAGS) --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }; test $${PIPESTATUS[0]} -eq 0
+	# setuptools leaves mlk8s.egg-info in the checkout; with the checkout on sys.path (python -m ...), Airflow would
+	# find the airflow.plugins entry point twice.
+	rm -rf mlk8s.egg-info
 	$(PY) -c "import airflow, mlk8s, mlk8s_airflow, torch, ray, pyarrow"
 	touch $@
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from mlk8s.local_ray import LocalRayCluster
-from mlk8s.preprocessing.pipeline import run_pipeline, run_reference
+from mlk8s.preprocessing.reference import run_reference
+from mlk8s.preprocessing.run import run_pipeline
 from mlk8s.preprocessing.samples import write_documents
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import load_spec

@@ -23,6 +23,7 @@ existing one attached to by accident.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -53,17 +54,35 @@ class RayPoolUnreachable(RuntimeError):
     """The named pool did not answer in time (or refused the token); the message is one line."""
 
 
-def timeout_from_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+def positive_seconds(value: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
     try:
-        value = float(raw)
+        seconds = float(value)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: set it to a number of seconds > 0") from None
-    if not value > 0:
-        raise ValueError(f"{name}={raw!r}: set it to a number of seconds > 0")
-    return value
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: give a finite number of seconds > 0")
+    return seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The connection's bounds as flags of a driver's command line, defaulting to their environment variables."""
+    parser.add_argument(
+        "--ray-connect-timeout-s",
+        type=positive_seconds,
+        default=os.environ.get(CONNECT_TIMEOUT_ENV, str(DEFAULT_CONNECT_TIMEOUT_S)),
+        metavar="S",
+        help=f"how long to wait for the Ray pool to answer (default: ${CONNECT_TIMEOUT_ENV} or "
+        f"{DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--ray-head-lost-timeout-s",
+        type=positive_seconds,
+        default=os.environ.get(HEAD_LOST_TIMEOUT_ENV, str(DEFAULT_HEAD_LOST_TIMEOUT_S)),
+        metavar="S",
+        help="how long a run waits for a Ray head that went away before it fails (default: "
+        f"${HEAD_LOST_TIMEOUT_ENV} or {DEFAULT_HEAD_LOST_TIMEOUT_S:g})",
+    )
 
 
 def wait_for_pool(address: str, token: str | None, timeout_s: float) -> list[GcsNode]:

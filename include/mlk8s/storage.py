@@ -74,3 +74,42 @@ def write_atomic(loc: Location, data: bytes) -> None:
 def read_bytes(loc: Location) -> bytes:
     with loc.fs.open_input_stream(loc.path) as src:
         return bytes(src.read())
+
+
+#: Schemes delta-rs (the ``deltalake`` package, which has its own object-store client) can hold a table on.
+DELTA_SCHEMES = ("file", "s3", "s3a", "gs", "az", "abfs", "abfss")
+
+
+def delta_location(uri: str) -> tuple[str, dict[str, str]]:
+    """The table URI and storage options ``deltalake`` needs for ``uri`` (the URI pyarrow reads the same files at).
+
+    delta-rs does not take a pyarrow filesystem: it reads the same environment variables (``AWS_ENDPOINT_URL``,
+    credentials...) but not pyarrow's URI query, so ``?endpoint_override=&scheme=&region=`` become options.
+    On S3 a commit must be a conditional write (``If-None-Match``) to be atomic; that is asked for unless the
+    deployment configured a locking provider itself (``AWS_S3_LOCKING_PROVIDER``).
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    location = resolve(uri)
+    if location.is_local:
+        return location.path, {}
+    parts = urlsplit(uri.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in DELTA_SCHEMES:
+        raise UriError(
+            f"{uri!r}: a Delta table cannot live on {scheme}://; use a local path, file://, s3://, gs:// or az://"
+        )
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    options: dict[str, str] = {}
+    if "endpoint_override" in query:
+        endpoint = query["endpoint_override"]
+        if "://" not in endpoint:
+            endpoint = f"{query.get('scheme', 'https')}://{endpoint}"
+        options["AWS_ENDPOINT_URL"] = endpoint
+    if query.get("scheme") == "http":
+        options["AWS_ALLOW_HTTP"] = "true"
+    if "region" in query:
+        options["AWS_REGION"] = query["region"]
+    if scheme in ("s3", "s3a") and not os.environ.get("AWS_S3_LOCKING_PROVIDER"):
+        options.setdefault("conditional_put", "etag")
+    return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/"), options

@@ -1,4 +1,4 @@
-"""The mlk8s AirflowPlugin, found through Airflow's plugins folder (``plugins/``).
+"""The mlk8s AirflowPlugin, found through the package's ``airflow.plugins`` entry point (pyproject.toml).
 
 It registers the operator extra links (so the UI can show them for serialized DAGs) and the "Ray pool" page,
 a plot of queue length vs pool size with the reason of every scaling decision.

@@ -1,6 +1,6 @@
 """The Ray pipeline on a real local Ray cluster (separate node processes, token auth) against the
-single-process pyarrow reference: same rows, exactly one committed copy, and the same output when a Ray
-worker process is killed mid-run."""
+single-process pyarrow reference: the same rows read back by deltalake, Polars, Ray Data and read_output,
+exactly one committed copy of a partition after a rerun, and the same output when a Ray worker is killed."""
 
 from __future__ import annotations
 
@@ -15,16 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from mlk8s.local_ray import LocalRayCluster
-from mlk8s.preprocessing.commit import ATTEMPTS, MANIFEST, read_output
-from mlk8s.preprocessing.pipeline import run_pipeline, run_reference
+from mlk8s.preprocessing.output import read_output
+from mlk8s.preprocessing.reference import run_reference
+from mlk8s.preprocessing.run import run_pipeline
 from mlk8s.preprocessing.samples import documents, write_documents
 from mlk8s.preprocessing.sources import open_input
 from mlk8s.preprocessing.spec import load_spec, parse_spec
+from mlk8s.preprocessing.table import Partition
+from tests.unit.mlk8s.preprocessing.outputs import commit_rows
 
 pytest_plugins = ["tests.integration.ray_fixtures"]
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -76,25 +81,38 @@ def test_default_pipeline_with_embeddings_equals_the_reference(ray_client: Any, 
         r["id"]: r["label"] for r in documents(120).to_pylist() if r["id"] in {g["id"] for g in got_rows}
     }
     assert "html" not in got.column_names and all(r["text"] for r in got_rows)
-    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
-    assert manifest["rows"] == got.num_rows and manifest["content_hash"] == result["content_hash"]
+    commit = next(h for h in DeltaTable(str(tmp_path / "out")).history() if h["version"] == result["delta_version"])
+    assert commit["mlk8s.summary"]["output_rows"] == got.num_rows
+    assert commit["mlk8s.summary"]["content_hash"] == result["content_hash"]
 
 
-def test_features_pipeline_equals_reference_and_rerun_leaves_one_copy(
+def test_features_pipeline_read_by_every_engine_equals_reference_and_rerun_leaves_one_copy(
     ray_client: Any, parquet_docs: Path, tmp_path: Path
 ) -> None:
     spec, source = parse_spec(FEATURES_SPEC), open_input(str(parquet_docs))
     out = str(tmp_path / "out")
-    first = run_pipeline(spec, source, out)
-    want = run_reference(spec, source)
-    assert _by_id(read_output(out)) == _by_id(want)
+    day1, day2 = Partition.parse(["run_key=day1"]), Partition.parse(["run_key=day2"])
+    run_pipeline(spec, source, out, partition=day1)
+    first = run_pipeline(spec, source, out, partition=day2)
+    want = _by_id(run_reference(spec, source))
+    assert first["partition"] == {"run_key": "day2"} and first["table_uri"] == out
 
-    second = run_pipeline(spec, source, out)  # the same task run again
-    got = read_output(out)
-    assert got.num_rows == want.num_rows == second["output_rows"] == first["output_rows"]
-    assert len(set(got["id"].to_pylist())) == got.num_rows
-    assert [p.name for p in (tmp_path / "out" / ATTEMPTS).iterdir()] == [second["attempt_id"]]
-    assert _by_id(got) == _by_id(want)
+    def day2_rows(table: pa.Table) -> list[dict[str, Any]]:
+        rows = [r for r in table.to_pylist() if r.pop("run_key") == "day2"]
+        return sorted(rows, key=lambda r: r["id"])
+
+    assert day2_rows(pa.table(DeltaTable(out).to_pyarrow_table())) == want
+    assert day2_rows(pl.read_delta(out).to_arrow()) == want
+    assert day2_rows(pa.Table.from_pylist(ray_client.data.read_delta(out).take_all())) == want
+    assert day2_rows(read_output(out)) == want
+
+    second = run_pipeline(spec, source, out, partition=day2)  # the same task run again
+    assert second["delta_version"] == first["delta_version"] + 1
+    got = read_output(out, partition={"run_key": "day2"})
+    assert got.num_rows == len(want) == second["output_rows"] == first["output_rows"]
+    assert len(set(got["id"].to_pylist())) == got.num_rows  # exactly one copy
+    assert read_output(out, partition={"run_key": "day1"}).num_rows == len(want)  # the other partition: untouched
+    assert day2_rows(read_output(out)) == want
 
 
 @pytest.mark.parametrize("with_actor", [False, True], ids=["fused", "with-actor-stage"])
@@ -103,16 +121,16 @@ def test_a_jsonl_file_cut_into_byte_ranges_is_read_exactly_once(
 ) -> None:
     """One JSON lines file, cut into ranges smaller than some of its lines: ranges that hold no line of their
     own, lines that run across several ranges. Every record comes out once, as the reference computes it."""
-    from mlk8s.preprocessing import sources
+    from mlk8s.preprocessing import work_units
 
     rows = documents(60, seed=7).to_pylist()
     for row in rows[::7]:
         row["text"] = (row["text"] or "long ") * 400  # lines of several KB, across many ranges
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    monkeypatch.setattr(sources, "JSONL_UNIT_BYTES", 1000)
+    monkeypatch.setattr(work_units, "JSONL_UNIT_BYTES", 1000)
     source = open_input(str(path))
-    units = sources.work_units(source)
+    units = work_units.work_units(source)
     assert len(units) == -(-path.stat().st_size // 1000) > 60
 
     steps: list[Any] = list(FEATURES_SPEC["steps"])
@@ -189,10 +207,11 @@ def test_cli_runs_against_the_cluster_named_by_ray_address(ray_cluster: LocalRay
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "xcom" / "return.json").read_text())
-    assert {"input_rows", "output_rows", "filtered_rows", "duration_s", "output_uri", "manifest_uri"} <= set(result)
+    keys = {"input_rows", "output_rows", "filtered_rows", "duration_s", "output_uri", "manifest_uri", "delta_version"}
+    assert keys | {"table_uri", "partition", "content_hash", "attempt_id"} <= set(result)
     assert result["input_rows"] == 120
     assert result["output_rows"] == read_output(str(tmp_path / "out")).num_rows
-    assert result["manifest_uri"] == str(tmp_path / "out" / MANIFEST)
+    assert result["manifest_uri"] == str(tmp_path / "out" / "_delta_log" / f"{result['delta_version']:020d}.json")
     assert f"connecting to ray cluster {ray_cluster.address}" in proc.stderr
     assert "done: input_rows=120" in proc.stderr
 
@@ -201,10 +220,8 @@ def test_sigterm_mid_run_exits_75_and_keeps_the_previous_output(ray_cluster: Loc
     """An evicted driver pod: SIGTERM mid-run commits nothing, exits 75 (relaunch), earlier output intact."""
     docs = write_documents(tmp_path / "docs.jsonl", rows=60)
     out = tmp_path / "out"
-    from mlk8s.preprocessing.commit import commit, write_part
-
-    commit(str(out), "earlier", [write_part(pa.table({"id": ["kept"]}), str(out), "earlier", 1)])
-    before = (out / MANIFEST).read_bytes()
+    commit_rows(str(out), [pa.table({"id": ["kept"]})], key=None)
+    before = DeltaTable(str(out)).version()
     markers = tmp_path / "markers"
     markers.mkdir()
     spec = json.dumps(
@@ -231,6 +248,6 @@ def test_sigterm_mid_run_exits_75_and_keeps_the_previous_output(ray_cluster: Loc
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 75, output[-3000:]
     assert "interrupted" in output
-    assert (out / MANIFEST).read_bytes() == before
+    assert DeltaTable(str(out)).version() == before
     assert read_output(str(out))["id"].to_pylist() == ["kept"]
     assert not (tmp_path / "xcom" / "return.json").exists()

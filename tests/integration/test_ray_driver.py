@@ -28,7 +28,7 @@ import pytest
 from mlk8s.local_ray import LocalRayCluster
 from mlk8s.net import free_port
 from mlk8s.preprocessing import load_spec, open_input, read_output, write_documents
-from mlk8s.preprocessing.pipeline import run_reference
+from mlk8s.preprocessing.reference import run_reference
 from mlk8s.ray_driver import CONNECT_TIMEOUT_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -147,7 +147,7 @@ def test_an_unreachable_pool_fails_in_one_line_within_the_connect_timeout(tmp_pa
         timeout=90,  # the default connect timeout is 60 s: finishing well within this shows the env var counts
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
     assert len(errors) == 1 and "cannot reach the Ray pool at 127.0.0.1:" in errors[0] and "within 3 s" in errors[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -1,211 +1,203 @@
-"""Exactly-once output: parts are staged under an attempt directory, and the manifest, written last, commits.
+"""Committing a run's parts exactly once: one Delta commit that replaces the run's partition, fenced by an
+application transaction.
 
-Layout under the output URI::
+Only the driver commits, once every part is written. The commit is a single write of the table's next log
+entry, so readers see the previous version or the new one, never a mix, and a killed run leaves no visible
+row. It removes the partition's earlier files and adds this run's in the same commit, so a relaunch, a retry or
+a rerun leaves exactly one copy of the partition; other partitions are untouched.
 
-    _manifest.json                      the commit: which files, row counts, content hash (written last)
-    _attempts/<attempt_id>/part-<sha256>.parquet
-
-An attempt writes only inside its own directory, which no reader looks at until a manifest names it. The
-manifest is replaced in one step (a rename on local disks; a single object write on object stores), so a
-reader sees either the previous commit or the new one, never a mix. A killed or failed run therefore leaves
-the previous output intact and nothing partial visible; a rerun replaces the manifest instead of adding a
-second copy. After a commit, attempt directories the manifest does not name are deleted.
-
-The ``_`` prefix keeps generic readers (pyarrow datasets, Spark, Ray Data) from picking up staged parts by
-directory listing: they read the committed files through the manifest (:func:`read_output`).
+Idempotency and fencing use Delta's application transactions: a commit records ``(app id, version)`` (the
+operator derives them from the task run and its try number). A driver that finds its version, or a newer one,
+already committed commits nothing: before work that means "done already" (:func:`earlier_commit`), at commit
+time "fenced" (:class:`FencedError`). delta-rs refuses a concurrent commit that carries the same app id, so of two
+racing drivers exactly one commits. The run summary goes into the commit's info, so a relaunch that finds its
+version committed rebuilds its result from the log instead of redoing the job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
-import secrets
+import re
 import time
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.fs as pafs
-
-from mlk8s.storage import Location, resolve, write_atomic
+from mlk8s.preprocessing.errors import CommitError, FencedError, OutputError
+from mlk8s.preprocessing.parts import Part
+from mlk8s.preprocessing.table import OutputTable, first_line
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "_manifest.json"
-ATTEMPTS = "_attempts"
-MANIFEST_FORMAT = "mlk8s.preprocessing/v1"
-
-
-class CommitError(RuntimeError):
-    """The staged output does not match what the pipeline reported; nothing was committed."""
+#: Keys of the commit info that mlk8s writes: the run summary, this commit's id, and its transaction.
+SUMMARY_KEY = "mlk8s.summary"
+COMMIT_ID_KEY = "mlk8s.commit_id"
+TXN_KEY = "mlk8s.txn"
+#: How far back in the table's history a relaunch looks for its own commit.
+HISTORY_LIMIT = 1000
+APP_ID = re.compile(r"[\x21-\x7e]{1,512}")  # printable ASCII, no spaces
 
 
 @dataclass(frozen=True)
-class Part:
-    """One written Parquet file, as the task that wrote it reports it."""
+class AppTransaction:
+    """Delta's application transaction: commits of one task run share ``app_id``; ``version`` is its try."""
 
-    path: str  # relative to the output root
-    rows: int
-    bytes: int
-    sha256: str
-    input_rows: int
+    app_id: str
+    version: int
 
-
-def new_attempt_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    location = resolve(uri)
-    return location.fs, location.path.rstrip("/")
-
-
-def join_uri(uri: str, relative: str) -> str:
-    return uri.rstrip("/") + "/" + relative
-
-
-def attempt_dir(attempt_id: str) -> str:
-    return f"{ATTEMPTS}/{attempt_id}"
-
-
-def write_part(table: pa.Table, output_uri: str, attempt_id: str, input_rows: int) -> Part:
-    """Write one Parquet file into the attempt directory, named by its content hash.
-
-    A retried task writes the same bytes to the same name, so a retry cannot add a second copy of a block.
-    """
-    import pyarrow.parquet as pq
-
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    relative = f"{attempt_dir(attempt_id)}/part-{digest[:32]}.parquet"
-    fs, root = _fs(output_uri)
-    target = f"{root}/{relative}"
-    fs.create_dir(f"{root}/{attempt_dir(attempt_id)}", recursive=True)
-    write_atomic(Location(fs, target, join_uri(output_uri, relative)), data)
-    return Part(relative, table.num_rows, len(data), digest, input_rows)
-
-
-def content_hash(parts: list[Part]) -> str:
-    """One hash over the committed files' hashes, independent of the order the tasks finished in.
-
-    It pins down exactly which bytes this commit holds (integrity). Two runs over the same input can
-    split rows into files differently, so compare runs by their rows, not by this hash.
-    """
-    h = hashlib.sha256()
-    for digest in sorted(p.sha256 for p in parts):
-        h.update(digest.encode())
-    return h.hexdigest()
-
-
-def read_manifest(output_uri: str) -> dict[str, Any] | None:
-    """The committed manifest, or ``None`` when nothing was ever committed there."""
-    fs, root = _fs(output_uri)
-    path = f"{root}/{MANIFEST}"
-    try:
-        if fs.get_file_info(path).type != pafs.FileType.File:
+    @classmethod
+    def parse(cls, app_id: str | None, version: int | None) -> AppTransaction | None:
+        if app_id is None and version is None:
             return None
-        with fs.open_input_stream(path) as fh:
-            manifest: dict[str, Any] = json.loads(bytes(fh.read()))
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as exc:
-        raise CommitError(f"cannot read the manifest at {join_uri(output_uri, MANIFEST)} ({exc})") from exc
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise CommitError(f"{join_uri(output_uri, MANIFEST)} is not an mlk8s preprocessing manifest")
-    return manifest
+        if app_id is None or version is None:
+            raise OutputError("--txn-app-id and --txn-version go together: pass both (or neither)")
+        if not APP_ID.fullmatch(app_id):
+            raise OutputError(f"--txn-app-id: {app_id!r} must be 1-512 printable ASCII characters without spaces")
+        if version < 0:
+            raise OutputError(f"--txn-version: {version} must be >= 0 (the task's try number)")
+        return cls(app_id, version)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"app_id": self.app_id, "version": self.version}
 
 
-def committed_files(output_uri: str) -> list[str]:
-    """URIs of the committed Parquet files (empty when nothing is committed)."""
-    manifest = read_manifest(output_uri)
-    return [] if manifest is None else [join_uri(output_uri, p["path"]) for p in manifest["files"]]
+@dataclass(frozen=True)
+class Commit:
+    """A commit of mlk8s's in the table's log: its Delta version and the summary the run wrote into it."""
+
+    version: int
+    summary: dict[str, Any]
 
 
-def read_output(output_uri: str, columns: list[str] | None = None) -> pa.Table:
-    """The committed output as one table, read through the manifest."""
-    import pyarrow.parquet as pq
-
-    manifest = read_manifest(output_uri)
-    if manifest is None:
-        raise FileNotFoundError(f"no committed output at {output_uri} (no {MANIFEST})")
-    fs, root = _fs(output_uri)
-    tables = [pq.read_table(f"{root}/{p['path']}", filesystem=fs, columns=columns) for p in manifest["files"]]
-    if not tables:
-        return pa.schema([pa.field(n, pa.null()) for n in columns or []]).empty_table()
-    return pa.concat_tables(tables, promote_options="permissive")
+def committed_version(table: OutputTable, txn: AppTransaction) -> int | None:
+    """The newest version of ``txn.app_id`` the table has committed (``None``: none yet)."""
+    version = table.delta_table().transaction_version(txn.app_id)
+    return None if version is None else int(version)
 
 
-def commit(
-    output_uri: str,
-    attempt_id: str,
-    parts: list[Part],
-    *,
-    unwritten_input_rows: int = 0,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Verify the staged parts, write the manifest last, then delete what no manifest names.
+def earlier_commit(table: OutputTable, txn: AppTransaction) -> Commit | None:
+    """Before work: this transaction's commit if it already landed (a relaunch after the commit); ``None``
+    when it is still to be done. A newer version committed means this driver is a zombie: fenced."""
+    committed = committed_version(table, txn)
+    if committed is None or committed < txn.version:
+        return None
+    if committed > txn.version:
+        raise FencedError(
+            f"fenced: {txn.app_id} already committed version {committed}, newer than this driver's "
+            f"{txn.version}; this driver of an earlier try commits nothing"
+        )
+    found = find_commit(table, TXN_KEY, txn.as_dict())
+    if found is None:
+        raise CommitError(
+            f"{txn.app_id} version {txn.version} is committed to {table.uri}, but its commit info is no longer in "
+            f"the last {HISTORY_LIMIT} log entries; its result cannot be rebuilt (rerun with a new --txn-version)"
+        )
+    return found
 
-    ``unwritten_input_rows``: input rows of tasks that wrote no part (every row filtered out, or a byte range
-    that held no record); the manifest's ``input_rows`` counts them with the parts' own.
 
-    Raises :class:`CommitError` (and commits nothing) when a reported part is missing or has another size.
-    """
-    fs, root = _fs(output_uri)
-    staged_dir = f"{root}/{attempt_dir(attempt_id)}"
-    on_disk: dict[str, int] = {}
-    if fs.get_file_info(staged_dir).type == pafs.FileType.Directory:
-        for info in fs.get_file_info(pafs.FileSelector(staged_dir)):
-            on_disk[info.path[len(root) + 1 :]] = int(info.size or 0)
-    unique = {p.path: p for p in parts}  # a retried block reports the same file twice: count it once
-    for part in unique.values():
-        if on_disk.get(part.path) != part.bytes:
+def find_commit(table: OutputTable, key: str, value: Any) -> Commit | None:
+    """The newest commit whose info has ``key`` equal to ``value``."""
+    for info in table.delta_table().history(limit=HISTORY_LIMIT):
+        if info.get(key) == value:
+            summary = info.get(SUMMARY_KEY)
+            return Commit(int(info["version"]), dict(summary) if isinstance(summary, dict) else {})
+    return None
+
+
+def verify_staged(table: OutputTable, parts: list[Part]) -> None:
+    """Every reported part is on storage with the size its task reported, before anything is committed."""
+    paths = [table.location.child(p.path).path for p in parts]
+    infos = table.location.fs.get_file_info(paths) if paths else []
+    for part, info in zip(parts, infos, strict=True):
+        if info.size != part.bytes:
             raise CommitError(
-                f"staged part {part.path} is missing or has {on_disk.get(part.path)} bytes, expected "
-                f"{part.bytes}; nothing committed, the previous output is intact"
+                f"staged part {part.path} is missing or has {info.size} bytes, expected {part.bytes}; nothing "
+                "committed, the table is as it was"
             )
-    # Files of this attempt that no reported part names (a task that died after writing): remove them so
-    # the attempt directory holds exactly what the manifest lists.
-    for path in set(on_disk) - set(unique):
-        fs.delete_file(f"{root}/{path}")
-    files = sorted(unique.values(), key=lambda p: p.path)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "attempt_id": attempt_id,
-        "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "rows": sum(p.rows for p in files),
-        "input_rows": sum(p.input_rows for p in files) + unwritten_input_rows,
-        "bytes": sum(p.bytes for p in files),
-        "content_hash": content_hash(files),
-        "files": [asdict(p) for p in files],
-        **(extra or {}),
-    }
-    fs.create_dir(root, recursive=True)
-    body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    write_atomic(Location(fs, f"{root}/{MANIFEST}", join_uri(output_uri, MANIFEST)), body)
-    logger.info(
-        "committed: manifest=%s attempt=%s files=%d rows=%d content_hash=%s",
-        join_uri(output_uri, MANIFEST),
-        attempt_id,
-        len(files),
-        manifest["rows"],
-        manifest["content_hash"][:16],
+
+
+def commit_parts(
+    table: OutputTable, parts: list[Part], *, txn: AppTransaction | None, summary: dict[str, Any]
+) -> Commit:
+    """Replace the run's partition with ``parts`` in one commit; return the commit (its Delta version)."""
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
+
+    if len({p.path for p in parts}) != len(parts):
+        raise CommitError("two parts reported the same path; nothing committed, the table is as it was")
+    verify_staged(table, parts)
+    dt = table.delta_table()
+    if txn is not None:
+        committed = dt.transaction_version(txn.app_id)
+        if committed is not None and committed >= txn.version:
+            raise _fenced(table, txn, int(committed))
+    commit_id = uuid.uuid4().hex
+    info: dict[str, Any] = {SUMMARY_KEY: summary, COMMIT_ID_KEY: commit_id}
+    if txn is not None:
+        info[TXN_KEY] = txn.as_dict()
+    values = table.partition.as_dict()
+    stats = {p.path: json.dumps({"numRecords": p.rows}) for p in parts}
+    actions: list[AddAction | RemoveAction] = [
+        AddAction(p.path, p.bytes, values, int(time.time() * 1000), True, stats[p.path]) for p in parts
+    ]
+    properties = CommitProperties(
+        custom_metadata=info,
+        app_transactions=None if txn is None else [Transaction(txn.app_id, txn.version)],
     )
-    garbage_collect(output_uri, keep=attempt_id)
-    return manifest
+    try:
+        dt.create_write_transaction(
+            actions,
+            "overwrite",
+            table.full_schema,
+            partition_by=table.partition.keys or None,
+            partition_filters=table.partition.filters(),
+            commit_properties=properties,
+        )
+    except CommitFailedError as exc:
+        if txn is not None:
+            now = committed_version(table, txn)
+            if now is not None and now >= txn.version:
+                raise _fenced(table, txn, now) from None
+        raise CommitError(
+            f"the commit to {table.uri} failed ({first_line(exc)}); nothing of this run was committed, the table "
+            "is as it was"
+        ) from None
+    found = find_commit(table, COMMIT_ID_KEY, commit_id)
+    if found is None:
+        raise CommitError(f"committed to {table.uri}, but the commit is not in the table's history")
+    logger.info(
+        "committed: table=%s delta_version=%d partition=%s files=%d rows=%s",
+        table.uri,
+        found.version,
+        table.partition.directory or "(whole table)",
+        len(parts),
+        summary.get("output_rows"),
+    )
+    return found
 
 
-def garbage_collect(output_uri: str, keep: str) -> None:
-    """Delete attempt directories other than ``keep`` (earlier commits, killed or failed runs)."""
-    fs, root = _fs(output_uri)
-    attempts = f"{root}/{ATTEMPTS}"
-    if fs.get_file_info(attempts).type != pafs.FileType.Directory:
-        return
-    for info in fs.get_file_info(pafs.FileSelector(attempts)):
-        if info.base_name != keep and info.type == pafs.FileType.Directory:
-            fs.delete_dir(info.path)
-            logger.info("removed uncommitted or superseded attempt %s", info.base_name)
-    for info in fs.get_file_info(pafs.FileSelector(root)):
-        if info.base_name.startswith(f".{MANIFEST}.tmp-"):  # a writer killed mid-write (storage.write_atomic)
-            fs.delete_file(info.path)
+def _fenced(table: OutputTable, txn: AppTransaction, committed: int) -> FencedError:
+    return FencedError(
+        f"fenced: another driver of {txn.app_id} committed version {committed} to {table.uri} first; this "
+        "driver's parts were not committed (the table holds that driver's result)"
+    )
+
+
+def vacuum(table: OutputTable, retention_hours: int) -> list[str]:
+    """Delete files no version within the retention needs: parts of killed or fenced runs, replaced parts.
+
+    A file the current version references is never removed; one an older version or a run still in flight
+    needs is kept while it is younger than ``retention_hours`` (so the retention must exceed the longest run
+    and the oldest version a reader pins). Listing first keeps a table with nothing to remove free of
+    vacuum's own log entries.
+    """
+    dt = table.delta_table()
+    kwargs: dict[str, Any] = {"retention_hours": retention_hours, "enforce_retention_duration": False, "full": True}
+    if not dt.vacuum(dry_run=True, **kwargs):
+        return []
+    removed = list(dt.vacuum(dry_run=False, **kwargs))
+    logger.info(
+        "vacuum: removed %d file(s) no version within %s h needs from %s", len(removed), retention_hours, table.uri
+    )
+    return removed

@@ -20,6 +20,7 @@ Example::
     schema:
       fields: {id: string, label: int64, text: string, embedding: "list<float32>"}
       extra: keep                      # keep undeclared columns after the declared ones (default: drop)
+      evolve: false                    # true: a run may add columns to the existing output table
     batch_size: 4096                   # rows per batch for maps/filters that come after an actor step
 
 Maps and filters before the first actor step run on whole work units (a Parquet row group, a byte range
@@ -29,22 +30,23 @@ of a JSON lines file, a chunk of raw files); an actor step's own ``batch_size`` 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
-import re
-from collections.abc import Callable
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 
+from mlk8s.preprocessing.errors import SpecError
+from mlk8s.preprocessing.schema import parse_fields
+
 Kind = Literal["map", "filter", "actor"]
 KINDS: tuple[str, ...] = ("map", "filter", "actor")
 TOP_LEVEL_KEYS = ("version", "steps", "schema", "batch_size")
 STEP_KEYS = ("use", "kind", "args", "batch_size", "concurrency", "num_cpus", "num_gpus")
-SCHEMA_KEYS = ("fields", "extra")
+SCHEMA_KEYS = ("fields", "extra", "evolve")
 
 #: The document pipeline that runs with no ``--pipeline``.
 DEFAULT_SPEC: dict[str, Any] = {
@@ -57,10 +59,6 @@ DEFAULT_SPEC: dict[str, Any] = {
         {"use": "embed"},
     ],
 }
-
-
-class SpecError(ValueError):
-    """A pipeline spec that cannot run; the message names the field and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -86,116 +84,20 @@ class PipelineSpec:
     schema: pa.Schema | None = None
     schema_extra: str = "drop"
     batch_size: int | None = None
+    #: ``schema.evolve``: a run may add columns to an existing output table (any other change is refused).
+    schema_evolve: bool = False
     source: str = "default"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def digest(self) -> str:
-        """A stable hash of what the spec says (recorded in the manifest: which pipeline made the output)."""
+        """A stable hash of what the spec says (recorded in the commit: which pipeline made the output)."""
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True, default=str).encode()).hexdigest()
 
     def has_actor_steps(self) -> bool:
         return any(step.kind == "actor" for step in self.steps)
 
 
-# -- types --------------------------------------------------------------------------------------------------
-
-_SIMPLE_TYPES: dict[str, Callable[[], pa.DataType]] = {
-    "null": pa.null,
-    "bool": pa.bool_,
-    "boolean": pa.bool_,
-    "int8": pa.int8,
-    "int16": pa.int16,
-    "int32": pa.int32,
-    "int64": pa.int64,
-    "uint8": pa.uint8,
-    "uint16": pa.uint16,
-    "uint32": pa.uint32,
-    "uint64": pa.uint64,
-    "float16": pa.float16,
-    "float32": pa.float32,
-    "float": pa.float32,
-    "float64": pa.float64,
-    "double": pa.float64,
-    "string": pa.string,
-    "utf8": pa.string,
-    "large_string": pa.large_string,
-    "binary": pa.binary,
-    "large_binary": pa.large_binary,
-    "date32": pa.date32,
-    "date64": pa.date64,
-}
-TYPE_HELP = (
-    "use one of " + ", ".join(sorted(_SIMPLE_TYPES)) + ", timestamp[s|ms|us|ns] or timestamp[us, UTC], "
-    "decimal128(precision, scale), list<TYPE>, optionally followed by ' not null'"
-)
-
-
-def parse_type(text: str) -> tuple[pa.DataType, bool]:
-    """An Arrow type from its short spelling; returns (type, nullable)."""
-    spelled = text.strip()
-    nullable = True
-    if spelled.lower().endswith(" not null"):
-        spelled, nullable = spelled[: -len(" not null")].strip(), False
-    return _parse_type(spelled, text), nullable
-
-
-def _parse_type(spelled: str, original: str) -> pa.DataType:
-    lower = spelled.lower()
-    if lower in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[lower]()
-    if lower.startswith("list<") and lower.endswith(">"):
-        return pa.list_(_parse_type(spelled[5:-1].strip(), original))
-    if lower.startswith("large_list<") and lower.endswith(">"):
-        return pa.large_list(_parse_type(spelled[11:-1].strip(), original))
-    match = re.fullmatch(r"timestamp\[(s|ms|us|ns)(?:,\s*([^\]]+))?\]", spelled, flags=re.IGNORECASE)
-    if match:
-        return pa.timestamp(match.group(1).lower(), tz=match.group(2))
-    match = re.fullmatch(r"decimal128\((\d+),\s*(\d+)\)", lower)
-    if match:
-        return pa.decimal128(int(match.group(1)), int(match.group(2)))
-    raise SpecError(f"unknown type {original!r}: {TYPE_HELP}")
-
-
-def parse_fields(fields: Any, where: str = "schema.fields") -> pa.Schema:
-    if not isinstance(fields, dict) or not fields:
-        raise SpecError(f"{where} must be a non-empty mapping of column name to type, e.g. {{id: string}}")
-    out = []
-    for name, spelled in fields.items():
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{where}: column names must be non-empty strings, got {name!r}")
-        if not isinstance(spelled, str):
-            raise SpecError(f"{where}.{name}: the type must be a string such as 'int64', got {spelled!r}")
-        try:
-            dtype, nullable = parse_type(spelled)
-        except SpecError as exc:
-            raise SpecError(f"{where}.{name}: {exc}") from None
-        out.append(pa.field(name, dtype, nullable=nullable))
-    return pa.schema(out)
-
-
 # -- resolving ``use`` ----------------------------------------------------------------------------------------
-
-
-def import_dotted(path: str) -> Any:
-    """``pkg.mod.attr`` or ``pkg.mod:attr`` to the object it names."""
-    if ":" in path:
-        module_name, _, attr_path = path.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in attr_path.split("."):
-            obj = getattr(obj, part)
-        return obj
-    parts = path.split(".")
-    last_error: Exception | None = None
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ModuleNotFoundError as exc:
-            last_error = exc
-            continue
-        for part in parts[cut:]:
-            obj = getattr(obj, part)
-        return obj
-    raise last_error or ModuleNotFoundError(path)
 
 
 def _resolve(index: int, use: str, kind: str | None) -> tuple[Any, Kind]:
@@ -221,8 +123,8 @@ def _resolve(index: int, use: str, kind: str | None) -> tuple[Any, Kind]:
             "your own function, e.g. mycompany.transforms.drop_spam"
         )
     try:
-        obj = import_dotted(use)
-    except (ImportError, AttributeError) as exc:
+        obj = pkgutil.resolve_name(use)
+    except (ImportError, AttributeError, ValueError) as exc:
         raise SpecError(
             f"{where}: cannot import {use!r} ({type(exc).__name__}: {exc}). Fix the dotted path, or make the "
             "module importable where the pipeline runs (installed in the image / on PYTHONPATH of the driver "
@@ -284,56 +186,63 @@ def parse_spec(raw: Any, source: str = "inline") -> PipelineSpec:
     steps_raw = raw.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
         raise SpecError("steps: must be a non-empty list of {use: NAME_OR_DOTTED_PATH, ...} entries")
-    steps = []
-    for index, item in enumerate(steps_raw):
-        if isinstance(item, str):
-            item = {"use": item}
-        if not isinstance(item, dict):
-            raise SpecError(f"steps[{index}]: must be a mapping like {{use: clean_text}}, got {item!r}")
-        unknown = sorted(set(item) - set(STEP_KEYS))
-        if unknown:
-            raise SpecError(f"steps[{index}]: unknown key(s) {unknown}; allowed: {list(STEP_KEYS)}")
-        use = item.get("use")
-        if not isinstance(use, str) or not use.strip():
-            raise SpecError(f"steps[{index}].use: required; the name of a built-in or a dotted path")
-        kind = item.get("kind")
-        if kind is not None and kind not in KINDS:
-            raise SpecError(f"steps[{index}].kind: {kind!r} is not one of {', '.join(KINDS)}")
-        args = item.get("args", {}) or {}
-        if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
-            raise SpecError(f"steps[{index}].args: must be a mapping of keyword arguments, got {args!r}")
-        fn, resolved = _resolve(index, use.strip(), kind)
-        _check_args(index, use, resolved, fn, args)
-        if use == "to_schema":
-            parse_fields(args.get("fields"), where=f"steps[{index}].args.fields")
-        steps.append(
-            Step(
-                index=index,
-                use=use.strip(),
-                kind=resolved,
-                args=dict(args),
-                fn=fn,
-                batch_size=_positive_int(item.get("batch_size"), f"steps[{index}].batch_size"),
-                concurrency=_positive_int(item.get("concurrency"), f"steps[{index}].concurrency"),
-                num_cpus=_non_negative(item.get("num_cpus"), f"steps[{index}].num_cpus"),
-                num_gpus=_non_negative(item.get("num_gpus"), f"steps[{index}].num_gpus"),
-            )
-        )
-    schema = None
-    extra = "drop"
-    if raw.get("schema") is not None:
-        schema_raw = raw["schema"]
-        if not isinstance(schema_raw, dict):
-            raise SpecError("schema: must be a mapping {fields: {name: type}, extra: drop|keep}")
-        unknown = sorted(set(schema_raw) - set(SCHEMA_KEYS))
-        if unknown:
-            raise SpecError(f"schema: unknown key(s) {unknown}; allowed: {list(SCHEMA_KEYS)}")
-        schema = parse_fields(schema_raw.get("fields"))
-        extra = schema_raw.get("extra", "drop")
-        if extra not in ("drop", "keep"):
-            raise SpecError(f"schema.extra: must be 'drop' or 'keep', got {extra!r}")
+    steps = tuple(_parse_step(index, item) for index, item in enumerate(steps_raw))
+    schema, extra, evolve = _parse_schema(raw.get("schema"))
     batch_size = _positive_int(raw.get("batch_size"), "batch_size")
-    return PipelineSpec(tuple(steps), schema, extra, batch_size, source, raw)
+    return PipelineSpec(steps, schema, extra, batch_size, schema_evolve=evolve, source=source, raw=raw)
+
+
+def _parse_step(index: int, item: Any) -> Step:
+    if isinstance(item, str):
+        item = {"use": item}
+    if not isinstance(item, dict):
+        raise SpecError(f"steps[{index}]: must be a mapping like {{use: clean_text}}, got {item!r}")
+    unknown = sorted(set(item) - set(STEP_KEYS))
+    if unknown:
+        raise SpecError(f"steps[{index}]: unknown key(s) {unknown}; allowed: {list(STEP_KEYS)}")
+    use = item.get("use")
+    if not isinstance(use, str) or not use.strip():
+        raise SpecError(f"steps[{index}].use: required; the name of a built-in or a dotted path")
+    kind = item.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise SpecError(f"steps[{index}].kind: {kind!r} is not one of {', '.join(KINDS)}")
+    args = item.get("args", {}) or {}
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        raise SpecError(f"steps[{index}].args: must be a mapping of keyword arguments, got {args!r}")
+    fn, resolved = _resolve(index, use.strip(), kind)
+    _check_args(index, use, resolved, fn, args)
+    if use == "to_schema":
+        parse_fields(args.get("fields"), where=f"steps[{index}].args.fields")
+    return Step(
+        index=index,
+        use=use.strip(),
+        kind=resolved,
+        args=dict(args),
+        fn=fn,
+        batch_size=_positive_int(item.get("batch_size"), f"steps[{index}].batch_size"),
+        concurrency=_positive_int(item.get("concurrency"), f"steps[{index}].concurrency"),
+        num_cpus=_non_negative(item.get("num_cpus"), f"steps[{index}].num_cpus"),
+        num_gpus=_non_negative(item.get("num_gpus"), f"steps[{index}].num_gpus"),
+    )
+
+
+def _parse_schema(schema_raw: Any) -> tuple[pa.Schema | None, str, bool]:
+    if schema_raw is None:
+        return None, "drop", False
+    if not isinstance(schema_raw, dict):
+        raise SpecError("schema: must be a mapping {fields: {name: type}, extra: drop|keep, evolve: true|false}")
+    unknown = sorted(set(schema_raw) - set(SCHEMA_KEYS))
+    if unknown:
+        raise SpecError(f"schema: unknown key(s) {unknown}; allowed: {list(SCHEMA_KEYS)}")
+    evolve = schema_raw.get("evolve", False)
+    if not isinstance(evolve, bool):
+        raise SpecError(f"schema.evolve: must be true or false, got {evolve!r}")
+    # With evolve alone, the output keeps the types the pipeline produces; fields pins them.
+    schema = parse_fields(schema_raw["fields"]) if "fields" in schema_raw or not evolve else None
+    extra = schema_raw.get("extra", "drop")
+    if extra not in ("drop", "keep"):
+        raise SpecError(f"schema.extra: must be 'drop' or 'keep', got {extra!r}")
+    return schema, extra, evolve
 
 
 def load_spec(source: str | None) -> PipelineSpec:

@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlk8s.preprocessing.schema import cast_to_schema, parse_fields
+
 logger = logging.getLogger(__name__)
 
 #: all-MiniLM-L6-v2 produces 384-dimensional sentence embeddings.
@@ -148,33 +150,8 @@ def to_schema(table: pa.Table, *, fields: dict[str, str], extra: str = "keep") -
     A declared column the batch lacks becomes all-null; ``extra="drop"`` drops undeclared columns.
     A value that does not convert raises (a schema mismatch is an error, not silent nulls).
     """
-    from mlk8s.preprocessing.spec import parse_fields
-
     schema = parse_fields(fields)
     return cast_to_schema(table, schema, extra=extra)
-
-
-def cast_to_schema(table: pa.Table, schema: pa.Schema, *, extra: str = "keep") -> pa.Table:
-    columns: list[Any] = []
-    fields: list[pa.Field] = []
-    for field in schema:
-        if field.name in table.column_names:
-            column = table[field.name].cast(field.type)
-        else:
-            column = pa.nulls(table.num_rows, field.type)
-        if not field.nullable and column.null_count:
-            raise ValueError(
-                f"field {field.name!r} is declared 'not null' but {column.null_count} of {table.num_rows} rows "
-                f"have no value{'' if field.name in table.column_names else ' (the column is missing)'}"
-            )
-        columns.append(column)
-        fields.append(field)
-    if extra == "keep":
-        for field in table.schema:
-            if field.name not in schema.names:
-                columns.append(table[field.name])
-                fields.append(field)
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def raw_files_to_documents(table: pa.Table, *, root: str = "") -> pa.Table:

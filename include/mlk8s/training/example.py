@@ -116,7 +116,8 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _parquet_files(uri: str, loc: Location) -> list[Location]:
-    """The Parquet files behind ``uri``: the file itself, the files a preprocessing manifest commits, or every
+    """The Parquet files behind ``uri``: the file itself, the files a preprocessing output commits (a Delta
+    table's current version, or an old manifest's), or every
     ``*.parquet`` under a directory (names starting with ``.`` or ``_`` skipped, as pyarrow does), sorted."""
     import pyarrow.fs as pafs
 
@@ -124,8 +125,9 @@ def _parquet_files(uri: str, loc: Location) -> list[Location]:
 
     if loc.fs.get_file_info(loc.path).type == pafs.FileType.File:
         return [loc]
-    if loc.fs.get_file_info(loc.child(PREPROCESSING_MANIFEST).path).type == pafs.FileType.File:
-        from mlk8s.preprocessing.commit import committed_files
+    committed = loc.fs.get_file_info([loc.child(PREPROCESSING_MANIFEST).path, loc.child("_delta_log").path])
+    if committed[0].type == pafs.FileType.File or committed[1].type == pafs.FileType.Directory:
+        from mlk8s.preprocessing.output import committed_files
 
         try:
             return [resolve(f) for f in committed_files(uri)]

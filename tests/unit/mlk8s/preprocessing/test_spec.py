@@ -9,7 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from mlk8s.preprocessing.spec import DEFAULT_SPEC, SpecError, load_spec, parse_spec, parse_type
+from mlk8s.preprocessing.errors import SpecError
+from mlk8s.preprocessing.spec import DEFAULT_SPEC, load_spec, parse_spec
 from mlk8s.preprocessing.transforms import Embedder, non_empty_text
 
 USER = "tests.unit.mlk8s.preprocessing.user_transforms"
@@ -93,17 +94,3 @@ def test_unreadable_or_unparsable_spec_files(tmp_path: Path) -> None:
         load_spec(str(tmp_path / "bad.yaml"))
     with pytest.raises(SpecError, match="invalid JSON"):
         load_spec("{'single': 'quotes'}")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("string", pa.string()),
-        ("list<float32>", pa.list_(pa.float32())),
-        ("list<list<int8>>", pa.list_(pa.list_(pa.int8()))),
-        ("timestamp[us, UTC]", pa.timestamp("us", tz="UTC")),
-        ("decimal128(10, 2)", pa.decimal128(10, 2)),
-    ],
-)
-def test_type_spellings(text: str, expected: pa.DataType) -> None:
-    assert parse_type(text) == (expected, True)

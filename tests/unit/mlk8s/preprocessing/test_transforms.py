@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlk8s.preprocessing.transforms import (
-    cast_to_schema,
     clean_text,
     html_to_text,
     min_words,
@@ -97,8 +96,6 @@ def test_to_schema_orders_casts_fills_and_drops() -> None:
     out = to_schema(table, fields={"a": "int64", "b": "int32", "c": "list<float32>"}, extra="drop")
     assert out.schema == pa.schema([("a", pa.int64()), ("b", pa.int32()), ("c", pa.list_(pa.float32()))])
     assert out.to_pylist() == [{"a": 1, "b": 1, "c": None}, {"a": 2, "b": 2, "c": None}]
-    kept = cast_to_schema(table, pa.schema([("a", pa.int64())]), extra="keep")
-    assert kept.column_names == ["a", "b", "zzz"]
 
 
 def test_to_schema_refuses_values_that_do_not_convert() -> None:
@@ -131,12 +128,3 @@ def test_text_features_on_any_unicode_and_sliced_arrays(texts: list[str | None],
         assert row["upper_ratio"] == pytest.approx(
             sum(c in string.ascii_uppercase for c in text) / max(len(text), 1), rel=1e-6
         )
-
-
-def test_not_null_fields_are_enforced_and_kept_in_the_schema() -> None:
-    out = to_schema(pa.table({"id": ["a"]}), fields={"id": "string not null"})
-    assert not out.schema.field("id").nullable
-    with pytest.raises(ValueError, match="'id' is declared 'not null' but 1 of 2 rows"):
-        to_schema(pa.table({"id": ["a", None]}), fields={"id": "string not null"})
-    with pytest.raises(ValueError, match="column is missing"):
-        to_schema(pa.table({"x": [1]}), fields={"id": "string not null"})

@@ -215,23 +215,21 @@ def test_epoch_permutation_depends_only_on_seed_and_epoch() -> None:
 
 
 def test_trains_on_a_committed_preprocessing_output(tmp_path: Path) -> None:
-    """The nightly DAG's shape: parts under _attempts/, read through the manifest the pipeline commits."""
+    """The nightly DAG's shape: a Delta table; only the files its log commits are read (not a killed run's)."""
     import numpy as np
     import pyarrow as pa
-
-    from mlk8s.preprocessing.commit import commit, new_attempt_id, write_part
+    import pyarrow.parquet as pq
+    from deltalake import write_deltalake
 
     rng = np.random.default_rng(1)
     output = str(tmp_path / "embedded")
-    attempt = new_attempt_id()
-    parts = []
     for _ in range(2):
         emb = rng.normal(size=(30, 5)).astype(np.float32)
         table = pa.table(
             {"id": [str(i) for i in range(30)], "label": (emb[:, 1] > 0).astype(np.int64), "embedding": list(emb)}
         )
-        parts.append(write_part(table, output, attempt, input_rows=30))
-    commit(output, attempt, parts)
+        write_deltalake(output, table, mode="append")
+    pq.write_table(table, tmp_path / "embedded" / "part-of-a-killed-run.parquet")  # never committed
     outcome = train(config(tmp_path, data=output, batch_size=16, epochs=1, task_options={"hidden": "8"}))
     assert outcome.exit_code == EXIT_OK
     info = json.loads((tmp_path / "out" / "model.json").read_text())

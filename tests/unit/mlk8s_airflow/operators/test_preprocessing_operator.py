@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
+from mlk8s_airflow.names import RAY_AUTH_SECRET, RAY_AUTH_SECRET_KEY
 from mlk8s_airflow.operators.preprocessing import PreprocessingOperator, preprocessing_arguments
 from tests.k8s_api import MockKubeServer
 from tests.unit.mlk8s_airflow.operators.test_pod_kubernetes import context_for
@@ -39,6 +40,46 @@ def test_pipeline_dict_travels_as_json_in_an_exec_array() -> None:
     assert args == ["--input", "s3://in", "--output", "s3://out", "--pipeline", '{"steps": [{"use": "clean_text"}]}']
 
 
+def test_partition_and_transaction_become_flags_the_cli_reads() -> None:
+    """Both sides of the contract: the operator's exec array parses with the CLI's own parser and checks."""
+    from mlk8s.preprocessing.cli import build_parser
+    from mlk8s.preprocessing.commit import AppTransaction
+    from mlk8s.preprocessing.table import Partition
+
+    args = preprocessing_arguments(
+        input_uri="s3://in",
+        output_uri="s3://features",
+        pipeline=None,
+        partition={"run_key": "manual__2025-01-01T00_00_00"},
+        txn=("mlk8s/d/t/-1/manual__2025-01-01T00:00:00+00:00", 2),
+    )
+    parsed = build_parser().parse_args(args)
+    assert Partition.parse(parsed.partition).as_dict() == {"run_key": "manual__2025-01-01T00_00_00"}
+    assert AppTransaction.parse(parsed.txn_app_id, parsed.txn_version) == AppTransaction(
+        "mlk8s/d/t/-1/manual__2025-01-01T00:00:00+00:00", 2
+    )
+    with pytest.raises(ValueError, match="partition must be a mapping"):
+        preprocessing_arguments(input_uri="a", output_uri="b", pipeline=None, partition="run_key=x")  # type: ignore[arg-type]
+
+
+def test_the_transaction_is_the_task_run_and_its_try() -> None:
+    from mlk8s_airflow.operators.preprocessing import transaction_of
+
+    ctx = context_for("preprocess")
+    assert transaction_of(ctx) == ("mlk8s/kube_dag/preprocess/-1/manual__2025-01-01", 1)
+    ctx["ti"].try_number = 2  # a retry: a new version, which replaces the partition
+    assert transaction_of(ctx)[1] == 2
+
+
+def test_the_asset_event_carries_the_table_and_its_delta_version() -> None:
+    from mlk8s_airflow.operators.preprocessing import asset_extra
+
+    result = {"table_uri": "s3://f", "delta_version": 7, "partition": {"run_key": "r"}, "output_rows": 3}
+    extra = asset_extra({**result, "content_hash": "abc", "output_uri": "s3://f", "duration_s": 1.0})
+    assert extra["delta_version"] == 7 and extra["partition"] == {"run_key": "r"} and extra["table_uri"] == "s3://f"
+    assert "duration_s" not in extra
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"input_uri": ""}, "input_uri is empty"), ({"output_uri": " "}, "output_uri is empty")],
@@ -63,6 +104,8 @@ def test_driver_pod_on_kubernetes(k8s_server: MockKubeServer, k8s_kubeconfig: Pa
         output_uri="s3://out",
         ray_conn_id="ray_test",
         env_vars={"EXTRA": "1"},
+        partition={"run_key": "manual__2025-01-01"},
+        deferrable=False,
     )
     ctx: dict[str, Any] = context_for("preprocess")
     assert op.execute(ctx) == {"output_rows": 9, "output_uri": "s3://out"}
@@ -73,10 +116,19 @@ def test_driver_pod_on_kubernetes(k8s_server: MockKubeServer, k8s_kubeconfig: Pa
     base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
     env = {e["name"]: e for e in base["env"]}
     assert env["RAY_ADDRESS"]["value"] == "mlk8s-ray-head-svc:6379"
-    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "ray-auth-token", "key": "token"}
+    # The Secret docs/deploy.md creates (tests/unit/k8s/test_names.py checks the two sides agree).
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": RAY_AUTH_SECRET, "key": RAY_AUTH_SECRET_KEY}
     assert "value" not in env["RAY_AUTH_TOKEN"]  # never the token itself
     assert env["EXTRA"]["value"] == "1"
     assert base["command"] == ["python", "-m", "mlk8s.preprocessing"]
+    assert base["args"][-6:] == [
+        "--partition",
+        "run_key=manual__2025-01-01",
+        "--txn-app-id",
+        "mlk8s/kube_dag/preprocess/-1/manual__2025-01-01",
+        "--txn-version",
+        "1",
+    ]
     pref = pod["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
     assert pref["preference"]["matchExpressions"][0]["values"] == ["stateless"]
     assert pod["metadata"]["labels"]["mlk8s.io/component"] == "preprocessing"
@@ -99,7 +151,29 @@ def test_pod_without_connection_fails_before_launch(k8s_kubeconfig: Path) -> Non
 def test_pod_spec_is_schema_valid(ray_conn: None) -> None:
     import kubernetes_validate
 
-    op = PreprocessingOperator(task_id="p", image=IMAGE, namespace="mlk8s", input_uri="a", output_uri="b")
+    op = PreprocessingOperator(
+        task_id="p", image=IMAGE, namespace="mlk8s", input_uri="a", output_uri="b", ray_conn_id="ray_test"
+    )
     op.arguments = preprocessing_arguments(input_uri="a", output_uri="b", pipeline=None)
     pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context_for("p"), dry_run=True))
     kubernetes_validate.validate(pod, "1.33", strict=True)
+
+
+def test_the_token_secret_is_configurable_and_the_task_defers(ray_conn: None) -> None:
+    op = PreprocessingOperator(
+        task_id="p",
+        image=IMAGE,
+        namespace="mlk8s",
+        input_uri="a",
+        output_uri="b",
+        ray_conn_id="ray_test",
+        ray_token_secret="team-ray",
+        ray_token_secret_key="token",
+    )
+    op.arguments = preprocessing_arguments(input_uri="a", output_uri="b", pipeline=None)
+    pod = op.build_pod_request_obj(context_for("p"), dry_run=True)
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    ref = env["RAY_AUTH_TOKEN"].value_from.secret_key_ref
+    assert (ref.name, ref.key) == ("team-ray", "token")
+    assert env["RAY_ADDRESS"].value == "mlk8s-ray-head-svc:6379"
+    assert op.deferrable is True and pod.spec.priority_class_name == "mlk8s-preemptible"
