@@ -2,22 +2,24 @@
 
 It counts the task instances queued, scheduled, running and deferred in the Airflow pool ``ray`` (where the
 preprocessing tasks run) through the REST API, reads Ray's pending demand, and resizes the pool: the KubeRay
-RayCluster ``mlk8s-ray`` on Kubernetes, real local Ray worker nodes in the demo. It waits in the triggerer,
-holding no worker slot. Each decision and its reason is in the task log; the time series of queue length
-vs pool size is in the XCom ``ray_pool_history`` and on the "Ray pool" page.
+RayCluster ``mlk8s-ray`` on Kubernetes, real worker nodes of the local Ray pool (``make up``, ``make demo``) on
+the local backend. It waits in the triggerer, holding no worker slot. Each decision and its reason is in the
+task log; the time series of queue length vs pool size is in the XCom ``ray_pool_history``, the loop's errors
+in ``ray_pool_errors``, both on the "Ray pool" page.
 
 A run lasts ``run_for_s`` (just under a day), so the history restarts daily and a new run picks up where the
-pool is. This file only wires the sensor; the policy is ``mlk8s.scaling.policy``.
+pool is. This file only wires the sensor; the policy is ``mlk8s.scaling``, the worker-group schema of the
+``groups`` Param comes from the one definition of a worker group (``mlk8s_airflow.ray_pool.settings``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag
 
+from mlk8s_airflow.ray_pool.settings import worker_groups_schema
 from mlk8s_airflow.sensors.ray_pool import RayPoolSensor
 
 # Read once at parse time (cheap): the deployment's backend decides the default actuator.
@@ -36,24 +38,6 @@ KUBERAY_GROUPS = [
     },
 ]
 LOCAL_GROUPS = [{"name": "cpu", "min_workers": 0, "max_workers": 2, "cpus_per_worker": 1}]
-
-GROUPS_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "minItems": 1,
-    "items": {
-        "type": "object",
-        "required": ["name", "min_workers", "max_workers", "cpus_per_worker"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "min_workers": {"type": "integer", "minimum": 0},
-            "max_workers": {"type": "integer", "minimum": 0},
-            "cpus_per_worker": {"type": "number", "exclusiveMinimum": 0},
-            "gpus_per_worker": {"type": "number", "minimum": 0},
-            "memory_per_worker": {"type": "number", "minimum": 0},
-        },
-    },
-}
 
 
 @dag(
@@ -75,7 +59,7 @@ GROUPS_SCHEMA: dict[str, Any] = {
         ),
         "groups": Param(
             LOCAL_GROUPS if LOCAL else KUBERAY_GROUPS,
-            **GROUPS_SCHEMA,
+            **worker_groups_schema(),
             description="Worker groups and their limits (names = the RayCluster's groupNames).",
         ),
         "queue_pool": Param("ray", type="string", minLength=1, description="Airflow pool whose tasks need Ray."),

@@ -1,10 +1,11 @@
 """Demo only: a handful of tasks in the Airflow pool ``ray``, so the Ray pool autoscaler has a queue to size for.
 
-``make demo`` (``scripts/demo_ray_pool.py``) creates a run of this DAG and moves its task instances through
-queued -> running -> success itself (no scheduler runs in the demo) while the Ray work they stand for runs on
-the local Ray pool; the autoscaler only sees them through Airflow's REST API. In a deployment, trigger it a
-few times to watch ``ray_pool_autoscaler`` grow the pool and shrink it again. Each task only holds its pool
-slot for ``seconds``: it stands for a Ray-bound task such as the preprocessing operator.
+``make demo`` (``scripts/demo_ray_pool.py``) triggers a run of this DAG through the REST API and, as no
+scheduler runs in the demo, moves its task instances to queued and running itself and marks them done through
+the API, while the Ray work they stand for runs on the local Ray pool; the autoscaler only sees them through
+Airflow's REST API. Under ``make up`` (the real scheduler), trigger it a few times to watch
+``ray_pool_autoscaler`` grow the pool and shrink it again. Each task only holds its pool slot for ``seconds``:
+it stands for a Ray-bound task such as the preprocessing operator.
 """
 
 from __future__ import annotations

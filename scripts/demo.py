@@ -45,7 +45,8 @@ def main() -> int:
     airflow_cli("db", "migrate")
     airflow_cli("pools", "set", "ray", "4", "Tasks that run on the Ray worker pool")
 
-    from mlk8s.local_ray import LocalRayCluster, process_token
+    from mlk8s.local_ray import LocalRayCluster
+    from mlk8s.ray_auth import process_token
 
     ray_tmp = Path(tempfile.mkdtemp(prefix="mlk8s-demo-", dir="/tmp"))
     say("Starting a local Ray cluster (separate head process, token auth on)")

@@ -1,54 +1,49 @@
 """The demo's scaling segment: Airflow's queue grows and drains, and the Ray pool follows with real nodes.
 
-What is real: the Airflow API server (a subprocess on the demo's AIRFLOW_HOME, SimpleAuthManager, a JWT per
-client), the sensor's loop (``RayPoolLoop.cycle``: queue counts over ``/api/v2``, Ray's state from the GCS,
-the policy, the local actuator), the Ray worker nodes it starts and stops (``ray start`` processes of the
-demo's ``LocalRayCluster``), and the Ray work that runs on them. What the demo stands in for: the scheduler
-and the workers. No scheduler runs here, so the demo itself moves the task instances of DAG
-``ray_pool_demo_queue`` (pool ``ray``) queued -> running -> success in the metadata database, and submits
-the Ray work those tasks stand for. Every figure printed is read back from the API or from Ray.
+Built on the product: the local Ray pool service (the demo's cluster served from a state dir, as ``make up``
+serves its pool), the sensor's own loop (``RayPoolLoop.run``: queue counts over Airflow's REST API, Ray's
+state from the GCS, the policy, the local actuator), and Airflow's API server (a subprocess on the demo's
+AIRFLOW_HOME). The run of DAG ``ray_pool_demo_queue`` (pool ``ray``) is triggered through the REST API and its
+tasks are marked done through it. No scheduler runs here, so the demo stands in for the scheduler and the
+workers in the one step the API does not offer: it moves the task instances to queued and running in the
+metadata database, and runs the Ray work those tasks stand for. Every figure printed is read back from the API
+or from Ray.
 
-The policy runs with a demo-sized scale-down window (``WINDOW_S`` instead of the default 60 s); everything
-else is the policy's default. ``run(cluster, airflow_home)`` is what ``scripts/demo.py`` calls;
-``python scripts/demo_ray_pool.py`` sets up Airflow and a Ray cluster itself and runs the same segment.
+The policy runs with a demo-sized scale-down window (``WINDOW_S`` instead of the default 60 s).
+``run(cluster, airflow_home)`` is what ``scripts/demo.py`` calls; ``python scripts/demo_ray_pool.py`` starts the
+pool service and Airflow's database itself and runs the same segment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlk8s.local_ray import LocalRayCluster
-    from mlk8s_airflow.triggers.ray_pool import CycleResult
+    from mlk8s_airflow.ray_pool.loop import CycleResult, RayPoolLoop, RunReport
 
 REPO = Path(__file__).resolve().parent.parent
 DAG_ID = "ray_pool_demo_queue"
 POOL = "ray"
 GROUP: dict[str, Any] = {"name": "cpu", "min_workers": 0, "max_workers": 2, "cpus_per_worker": 1}
-#: Demo-sized scale-down window (the policy's default is 60 s): idle nodes go once no backlog has asked for them
-#: this long.
-WINDOW_S = 20.0
+WINDOW_S = 20.0  # demo-sized scale-down window (the policy's default is 60 s)
 INTERVAL_S = 2.0
-#: How long the Ray work of one task runs (one 1-CPU Ray task each).
-WORK_S = 4.0
-API_USER = "mlk8s_ray_pool"
+WORK_S = 4.0  # the Ray work of one task: one 1-CPU Ray task
+READER, OPERATOR = "mlk8s_ray_pool", "mlk8s_demo"  # the loop only reads; the demo's stand-in marks tasks done
 API_START_TIMEOUT_S = 90.0
-#: After the queue drains: the window, plus time to stop the nodes, plus slack for a loaded machine.
-DRAIN_TIMEOUT_S = WINDOW_S + 45.0
+GROW_CYCLES, DRAIN_CYCLES = 10, int((WINDOW_S + 45.0) / INTERVAL_S)
 WORK_TIMEOUT_S = 90.0
 
 
@@ -60,229 +55,119 @@ def say(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def api_server(airflow_home: Path, workdir: Path) -> Iterator[tuple[str, str]]:
-    """Airflow's API server on ``airflow_home`` in a subprocess; yields (base URL, password of API_USER).
+def api_server(airflow_home: Path, workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """Airflow's API server on ``airflow_home``; yields (base URL, passwords by user), generated here (file mode
+    0600 in ``workdir``), so the demo never reads or prints the admin's password."""
+    import httpx
 
-    The sensor's user is a viewer with a password generated here (file mode 0600, in ``workdir``), so the
-    demo never reads or prints the admin's password.
-    """
-    password = secrets.token_urlsafe(24)
-    passwords = workdir / "passwords.json"
-    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({API_USER: password}, fh)
+    from mlk8s.net import LOOPBACK, free_port
+
+    passwords = {READER: secrets.token_urlsafe(24), OPERATOR: secrets.token_urlsafe(24)}
+    path = workdir / "passwords.json"
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        json.dump(passwords, fh)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{API_USER}:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{READER}:viewer,{OPERATOR}:op",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(path),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
     }
-    port = free_port()
+    port = free_port(LOOPBACK)
+    args = [sys.executable, "-m", "uvicorn", "--factory", "airflow.api_fastapi.app:create_app"]
+    args += ["--host", LOOPBACK, "--port", str(port), "--log-level", "warning"]
     log_path = workdir / "api-server.log"
-    args = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "airflow.api_fastapi.app:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{LOOPBACK}:{port}"
     try:
-        yield base, password
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        while not _healthy(httpx, base):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the Airflow API server at {base} did not answer:\n{log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield base, passwords
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def quiet_info_logs(names: Sequence[str] = ("airflow", "mlk8s", "mlk8s_airflow")) -> Iterator[None]:
-    """The narrative below says what the loop's INFO lines say; warnings and errors still show."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+def _healthy(httpx: Any, base: str) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return bool(httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200)
+    return False
 
 
-def wait_healthy(base: str, log_path: Path, timeout_s: float) -> None:
-    import httpx
+class Api:
+    """The operator's REST calls: trigger a run, mark its tasks done."""
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else "(no log)"
-            raise DemoError(f"the Airflow API server at {base} did not answer within {timeout_s:.0f} s:\n{tail}")
-        time.sleep(0.5)
+    def __init__(self, base: str, password: str) -> None:
+        import httpx
 
+        token = httpx.post(f"{base}/auth/token", json={"username": OPERATOR, "password": password}).json()
+        self.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token['access_token']}"})
 
-def check_airflow_home(airflow_home: Path) -> None:
-    """The ORM in this process and the API server must use the same metadata database."""
-    from airflow.configuration import AIRFLOW_HOME
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise DemoError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
 
-    if Path(AIRFLOW_HOME).resolve() != airflow_home.resolve():
-        raise DemoError(
-            f"this process's Airflow uses AIRFLOW_HOME={AIRFLOW_HOME}, not {airflow_home}: set AIRFLOW_HOME "
-            "before airflow is imported so the demo and its API server share one database"
-        )
+    def trigger(self) -> tuple[str, list[str]]:
+        run = self.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+        tis = self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances")
+        return run["dag_run_id"], sorted(ti["task_id"] for ti in tis["task_instances"])
 
-
-def create_demo_run() -> tuple[str, list[str]]:
-    """A fresh run of the demo DAG, its task instances not yet queued."""
-    import pendulum
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from airflow.models.dagrun import DagRun
-    from airflow.models.serialized_dag import SerializedDagModel
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-    from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
-    bag = DagBag(str(REPO / "dags" / f"{DAG_ID}.py"))
-    if bag.import_errors or DAG_ID not in bag.dags:
-        raise DemoError(f"cannot load dags/{DAG_ID}.py: {bag.import_errors or 'no such DAG'}")
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(bag, "dags-folder", None)
-    run_id = f"ray_pool_demo__{pendulum.now('UTC').format('YYYYMMDDTHHmmss')}"
-    with create_session() as session:
-        # An earlier demo killed mid-way must not leave its tasks in the queue this one measures.
-        session.query(TaskInstance).filter(
-            TaskInstance.dag_id == DAG_ID, TaskInstance.state.in_(["scheduled", "queued", "running", "deferred"])
-        ).update({TaskInstance.state: "failed"}, synchronize_session=False)
-        session.query(DagRun).filter(DagRun.dag_id == DAG_ID, DagRun.state == DagRunState.RUNNING).update(
-            {DagRun.state: DagRunState.FAILED}, synchronize_session=False
-        )
-        session.flush()
-        dag = SerializedDagModel.get_dag(DAG_ID, session=session)
-        if dag is None:
-            raise DemoError(f"DAG {DAG_ID} is not in the metadata database after syncing dags/{DAG_ID}.py")
-        now = pendulum.now("UTC")
-        dag.create_dagrun(
-            run_id=run_id,
-            logical_date=None,
-            data_interval=None,
-            run_after=now,
-            conf=None,
-            run_type=DagRunType.MANUAL,
-            state=DagRunState.RUNNING,
-            triggered_by=DagRunTriggeredByType.TEST,
-            triggering_user_name=None,
-            start_date=now,
-            session=session,
-        )
-        session.flush()
-        task_ids = sorted(ti.task_id for ti in session.query(TaskInstance).filter(TaskInstance.run_id == run_id))
-    return run_id, task_ids
+    def finish(self, run_id: str, task_ids: list[str], state: str = "success") -> None:
+        for task_id in task_ids:
+            path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}"
+            self.call("PATCH", path, json={"new_state": state})
 
 
-def set_states(run_id: str, task_ids: Sequence[str], state: str) -> None:
-    """What the scheduler (queued) and a worker (running, success) would write; the sensor sees it via REST."""
-    import pendulum
+def stand_in_for_the_scheduler(run_id: str, task_ids: list[str], state: str) -> None:
+    """queued (the scheduler) and running (a worker): the two moves Airflow's REST API does not offer."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
-    now = pendulum.now("UTC")
     with create_session() as session:
-        query = session.query(TaskInstance).filter(
+        for ti in session.query(TaskInstance).filter(
             TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id, TaskInstance.task_id.in_(task_ids)
-        )
-        for ti in query:
+        ):
             ti.state = state
-            if state == "queued":
-                ti.queued_dttm = now
-            elif state == "running":
-                ti.start_date = now
-            elif state in ("success", "failed"):
-                ti.end_date = now
-
-
-def finish_run(run_id: str, ok: bool) -> None:
-    """Leave nothing of the demo in the queue: unfinished tasks fail, the run gets its final state."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for ti in session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id):
-            if ti.state not in ("success", "failed"):
-                ti.state = "failed"
-        for dr in session.query(DagRun).filter(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id):
-            dr.state = "success" if ok else "failed"
-
-
-def pool_nodes(cluster: LocalRayCluster) -> list[str]:
-    """Alive worker nodes of the demo group, as the GCS reports them (the head is never part of the pool)."""
-    from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL
-
-    return sorted(n.node_id for n in cluster.nodes() if not n.head and n.labels.get(GROUP_LABEL) == GROUP["name"])
 
 
 class Narrator:
-    """Prints a cycle when the queue, Ray's demand or the decision changed; counts the quiet ones."""
+    """Prints a cycle when what it shows changed, and keeps every decision for the summary."""
 
-    def __init__(self, started: float) -> None:
-        self.started = started
+    def __init__(self, pool_size: Callable[[], int]) -> None:
+        self.pool_size = pool_size
+        self.started = time.monotonic()
         self.last: tuple[Any, ...] | None = None
-        self.quiet = 0
         self.decisions: list[dict[str, Any]] = []
+        self.peaks = {"queued": 0, "pool": pool_size()}
 
-    def cycle(self, result: CycleResult, pool_after: int) -> None:
-        point = result.point
-        decision = result.decisions[0]
-        reason = decision.reason
-        for node_id in decision.remove:  # full Ray node ids are 56 hex digits; the actuator prints 8
-            reason = reason.replace(node_id, node_id[:8])
-        key = (point["queued"], point["running"], point["ray_pending"], decision.current, decision.target, pool_after)
+    def __call__(self, result: CycleResult) -> None:
+        point, decision, size = result.point, result.decisions[0], self.pool_size()
+        t = round(time.monotonic() - self.started, 1)
+        self.peaks = {"queued": max(self.peaks["queued"], point["queued"]), "pool": max(self.peaks["pool"], size)}
         self.decisions.append(
-            {
-                "t_s": round(time.monotonic() - self.started, 1),
-                "queued": point["queued"],
-                "running": point["running"],
-                "ray_pending": point["ray_pending"],
-                "pool": decision.current,
-                "target": decision.target,
-                "pool_after": pool_after,
-                "reason": decision.reason,
-            }
+            {"t_s": t, **{k: point[k] for k in ("queued", "running", "ray_pending", "pool")}}
+            | {"target": decision.target, "pool_after": size, "reason": decision.reason}
         )
+        key = (point["queued"], point["running"], point["ray_pending"], decision.current, decision.target, size)
         if key == self.last:
-            self.quiet += 1
             return
-        if self.quiet:
-            print(f"    ({self.quiet} more cycle(s), nothing changed)", flush=True)
-            self.quiet = 0
         self.last = key
-        t = time.monotonic() - self.started
+        reason = decision.reason
+        for node_id in decision.remove:  # Ray node ids are 56 hex digits; the actuator prints 8
+            reason = reason.replace(node_id, node_id[:8])
         print(
             f"    [{t:5.1f} s] Airflow pool '{POOL}': {point['queued']} queued/scheduled, {point['running']} running"
             f" | Ray: {point['ray_pending']} pending request(s), {decision.current} pool node(s)",
@@ -290,188 +175,143 @@ class Narrator:
         )
         print(f"              decision {decision.current} -> {decision.target}: {reason}", flush=True)
         for applied in result.applied:
-            print(f"              local actuator: {applied.note}", flush=True)
-        if result.applied:
-            print(f"              Ray now reports {pool_after} node(s) in group '{GROUP['name']}'", flush=True)
+            print(f"              local actuator: {applied.note}; Ray now reports {size} node(s)", flush=True)
 
-    def flush(self) -> None:
-        if self.quiet:
-            print(f"    ({self.quiet} more cycle(s), nothing changed)", flush=True)
-            self.quiet = 0
+
+def cycles_until(
+    loop: RayPoolLoop, report: RunReport, narrator: Narrator, done: Callable[[], bool], most: int, what: str
+) -> RunReport:
+    """The sensor's loop, one cycle at a time, until ``done()``; a failed cycle or ``most`` cycles is an error."""
+    for _ in range(most):
+        report = loop.run(report.state, report.seq, cycles=1, max_failed_cycles=1, on_cycle=narrator)
+        if report.error:
+            raise DemoError(report.error)
+        if done():
+            return report
+    raise DemoError(f"{what} did not happen within {most} cycles: {narrator.decisions[-1]['reason']}")
 
 
 def run(cluster: LocalRayCluster, airflow_home: str | os.PathLike[str]) -> dict[str, Any]:
-    """Grow the Ray pool for a queue in Airflow pool ``ray`` and shrink it when the queue drains; see the module
-    docstring. Returns what happened (``ok``: the pool grew and came back to its size before)."""
+    """Grow the Ray pool for a queue in Airflow pool ``ray`` and shrink it when the queue drains (see the module
+    docstring). Returns what happened (``ok``: the pool grew and came back to its size before)."""
     import ray
 
+    from mlk8s.local_ray.pool import LocalRayPool
+    from mlk8s.ray_driver import connect
+    from mlk8s.ray_gcs import GROUP_LABEL
     from mlk8s.scaling import PolicyState
-    from mlk8s_airflow.actuators.local import register_cluster, unregister_cluster
-    from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL
-    from mlk8s_airflow.triggers.ray_pool import RayPoolLoop, RayPoolSettings
+    from mlk8s_airflow.ray_pool.loop import RayPoolLoop, RunReport
+    from mlk8s_airflow.ray_pool.settings import RayPoolSettings
 
-    home = Path(airflow_home)
-    started = time.monotonic()
-    check_airflow_home(home)
-    settings = RayPoolSettings(
-        groups=(GROUP,),
-        actuator="local",
-        ray_address=cluster.address,
-        pool=POOL,
-        policy={"scale_down_window_s": WINDOW_S, "cpus_per_task": 1.0},
-        interval_s=INTERVAL_S,
-    )
-    policy = settings.policy_config
-    say(
-        f"Ray pool scaling: the sensor's loop sizes worker group '{GROUP['name']}' (min {GROUP['min_workers']}, "
-        f"max {GROUP['max_workers']}, {GROUP['cpus_per_worker']} CPU each) from the queue of Airflow pool '{POOL}'"
-    )
-    print(
-        f"    policy: scale_down_window_s={policy.scale_down_window_s:g} (demo-sized; default 60), "
-        f"backlog_grace_workers={policy.backlog_grace_workers} (default), cpus_per_task={policy.cpus_per_task:g}; "
-        f"a cycle every {INTERVAL_S:g} s",
-        flush=True,
-    )
-    print(
-        "    the demo stands in for the scheduler and workers: it moves the task instances of DAG "
-        f"'{DAG_ID}' queued -> running -> success and runs their Ray work; the loop sees the queue only "
-        "through Airflow's REST API",
-        flush=True,
-    )
     workdir = Path(tempfile.mkdtemp(prefix="mlk8s-raypool-"))
-    before_nodes = set(cluster.worker_ids())
+    pool = LocalRayPool(workdir / "pool")
+    pool.adopt(cluster)
+    before = {r.node_id for r in pool.running().workers}
+
+    def size() -> int:
+        return sum(1 for r in pool.running().workers if r.spec.labels.get(GROUP_LABEL) == GROUP["name"])
+
+    settings = RayPoolSettings.parse(
+        {
+            "groups": [GROUP],
+            "actuator": "local",
+            "ray_address": cluster.address,
+            "local_pool_dir": str(pool.state_dir),
+            "pool": POOL,
+            "policy": {"scale_down_window_s": WINDOW_S, "cpus_per_task": 1.0},
+            "interval_s": INTERVAL_S,
+        }
+    )
+    say(
+        f"Ray pool scaling: the sensor's loop sizes worker group '{GROUP['name']}' (max {GROUP['max_workers']} "
+        f"nodes of {GROUP['cpus_per_worker']} CPU) of the local Ray pool from the queue of Airflow pool '{POOL}'"
+    )
+    print(
+        f"    policy: scale_down_window_s={WINDOW_S:g} (demo-sized; default 60), a cycle every {INTERVAL_S:g} s; the "
+        "demo stands in for the scheduler and workers (queued, running) and marks tasks done via the REST API",
+        flush=True,
+    )
     conn_env = "AIRFLOW_CONN_AIRFLOW_API_DEFAULT"
-    saved_conn = os.environ.get(conn_env)
-    own_driver = not ray.is_initialized()
-    run_id: str | None = None
-    ok = False
-    narrator = Narrator(started)
+    saved = os.environ.get(conn_env)
+    narrator = Narrator(size)
     result: dict[str, Any] = {"ok": False}
     try:
-        with quiet_info_logs(), api_server(home, workdir) as (base, password):
-            # While the API server boots: this process joins Ray as a driver (before any pool node exists, so
-            # it attaches to the head, never to a node the sensor may remove) and creates the demo's DAG run.
-            if own_driver:
-                cluster.enable_auth_in_this_process()
-                ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
-            run_id, task_ids = create_demo_run()
-            wait_healthy(base, workdir / "api-server.log", API_START_TIMEOUT_S)
-            print(f"    Airflow API server up at {base} ({time.monotonic() - started:.0f} s)", flush=True)
+        # The DAG must be in the metadata database for the API to trigger it (what the dag-processor does).
+        subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, capture_output=True)
+        cluster.enable_auth_in_this_process()  # this process drives the Ray work: the pool's token
+        with api_server(Path(airflow_home), workdir) as (base, passwords), connect(cluster.address, None):
             os.environ[conn_env] = json.dumps(
-                {"conn_type": "http", "host": base, "login": API_USER, "password": password}
+                {"conn_type": "http", "host": base, "login": READER, "password": passwords[READER]}
             )
-            register_cluster(cluster)
-            loop = RayPoolLoop(settings, run_key=f"demo/{run_id}")
-            state = PolicyState()
-            seq = 0
+            api = Api(base, passwords[OPERATOR])
+            loop = RayPoolLoop(settings, run_key=f"demo/{secrets.token_hex(4)}")
+            report = RunReport(state=PolicyState(), seq=0)
+            pool_before = size()
 
-            def cycle() -> CycleResult:
-                nonlocal state, seq
-                seq += 1
-                res = loop.cycle(state, seq)
-                state = res.state
-                narrator.cycle(res, len(pool_nodes(cluster)))
-                return res
+            run_id, task_ids = api.trigger()
+            say(
+                f"The queue grows: run {run_id} of '{DAG_ID}' triggered through the REST API, its "
+                f"{len(task_ids)} tasks queued in pool '{POOL}'"
+            )
+            stand_in_for_the_scheduler(run_id, task_ids, "queued")
+            report = cycles_until(loop, report, narrator, lambda: size() > pool_before, GROW_CYCLES, "growing")
 
-            pool_before = len(pool_nodes(cluster))
-            print(f"    pool before: {pool_before} node(s) in group '{GROUP['name']}' (Ray's count)", flush=True)
-            queue_peak = 0
-            pool_peak = pool_before
-
-            say(f"The queue grows: {len(task_ids)} task instances of run {run_id} queued in pool '{POOL}'")
-            set_states(run_id, task_ids, "queued")
-            res = cycle()
-            queue_peak = max(queue_peak, res.point["queued"])
-            pool_peak = max(pool_peak, len(pool_nodes(cluster)))
-            if pool_peak <= pool_before:
-                raise DemoError(f"the pool did not grow for the queue: {res.decisions[0].reason}")
-
-            narrator.flush()
             say(f"The tasks run: each submits {WORK_S:g} s of 1-CPU Ray work to group '{GROUP['name']}'")
-            set_states(run_id, task_ids, "running")
+            stand_in_for_the_scheduler(run_id, task_ids, "running")
 
             @ray.remote(num_cpus=1, label_selector={GROUP_LABEL: GROUP["name"]})
-            def ray_work(seconds: float) -> str:
+            def work(seconds: float) -> str:
                 time.sleep(seconds)
                 return str(ray.get_runtime_context().get_node_id())
 
-            refs = {ray_work.remote(WORK_S): task_id for task_id in task_ids}
-            # A task counts as started once its Ray work has: wait until Ray reports it (busy or pending).
-            seen = time.monotonic() + 15.0
-            while time.monotonic() < seen:
-                ray_state = loop.ray_reader.read()
-                if ray_state.pending_requests or any(n.busy for n in ray_state.nodes):
-                    break
-                time.sleep(0.2)
-            ran_on: dict[str, str] = {}
-            deadline = time.monotonic() + WORK_TIMEOUT_S
-            while True:
-                tick = time.monotonic()
-                done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
-                finished = [refs.pop(ref) for ref in done]
-                for ref_task, node in zip(finished, ray.get(done), strict=True):
-                    ran_on[ref_task] = node
-                if finished:
-                    set_states(run_id, finished, "success")
-                if not refs:
-                    break
-                res = cycle()
-                queue_peak = max(queue_peak, res.point["queued"])
-                pool_peak = max(pool_peak, len(pool_nodes(cluster)))
-                if time.monotonic() > deadline:
-                    raise DemoError(f"the Ray work of {sorted(refs.values())} did not finish in {WORK_TIMEOUT_S:g} s")
-                time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - tick)))
-            used = sorted({n[:8] for n in ran_on.values()})
-            print(f"    all {len(ran_on)} tasks done; their Ray work ran on node(s) {', '.join(used)}", flush=True)
+            refs = {work.remote(WORK_S): task_id for task_id in task_ids}
+            ran_on: set[str] = set()
 
-            narrator.flush()
-            say(
-                "The queue has drained: idle pool nodes go once no backlog has asked for them "
-                f"for {WINDOW_S:g} s (the scale-down window)"
+            def finished() -> bool:
+                done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+                if done:
+                    ran_on.update(n[:8] for n in ray.get(done))
+                    api.finish(run_id, [refs.pop(ref) for ref in done])
+                return not refs
+
+            report = cycles_until(loop, report, narrator, finished, int(WORK_TIMEOUT_S / INTERVAL_S), "the work")
+            print(
+                f"    all {len(task_ids)} tasks done (marked success via the REST API); their Ray work ran on "
+                f"node(s) {', '.join(sorted(ran_on))}",
+                flush=True,
             )
-            drained_at = time.monotonic()
-            while True:
-                tick = time.monotonic()
-                cycle()
-                if len(pool_nodes(cluster)) <= pool_before:
-                    break
-                if time.monotonic() - drained_at > DRAIN_TIMEOUT_S:
-                    raise DemoError(f"the idle pool did not shrink within {DRAIN_TIMEOUT_S:g} s of the queue draining")
-                time.sleep(max(0.0, INTERVAL_S - (time.monotonic() - tick)))
-            narrator.flush()
-            pool_after = len(pool_nodes(cluster))
-            took = time.monotonic() - started
-            ok = pool_peak > pool_before and pool_after == pool_before
+
+            say(f"The queue has drained: idle pool nodes go once no backlog has asked for them for {WINDOW_S:g} s")
+            report = cycles_until(loop, report, narrator, lambda: size() <= pool_before, DRAIN_CYCLES, "shrinking")
+            took = time.monotonic() - narrator.started
+            pool_after = size()
+            ok = narrator.peaks["pool"] > pool_before and pool_after == pool_before
             result = {
                 "ok": ok,
-                "queue_peak": queue_peak,
+                "queue_peak": narrator.peaks["queued"],
                 "pool_before": pool_before,
-                "pool_peak": pool_peak,
+                "pool_peak": narrator.peaks["pool"],
                 "pool_after": pool_after,
-                "cycles": seq,
+                "cycles": report.seq,
                 "seconds": round(took, 1),
                 "decisions": narrator.decisions,
             }
             say(
-                f"Ray pool summary: queue of {queue_peak} task(s) in pool '{POOL}' -> pool {pool_before} -> "
-                f"{pool_peak} -> {pool_after} real Ray worker node(s), {seq} sensor cycles, {took:.0f} s"
-                + ("" if ok else "  (NOT the expected grow-and-shrink)")
+                f"Ray pool summary: queue of {result['queue_peak']} task(s) in pool '{POOL}' -> pool {pool_before} -> "
+                f"{result['pool_peak']} -> {pool_after} real Ray worker node(s), {report.seq} sensor cycles, "
+                f"{took:.0f} s" + ("" if ok else "  (NOT the expected grow-and-shrink)")
             )
+            loop.close()
     finally:
-        narrator.flush()
-        unregister_cluster(cluster)
-        for extra in set(cluster.worker_ids()) - before_nodes:
-            with contextlib.suppress(Exception):
-                cluster.remove_worker(extra, force=True)
-        if own_driver and ray.is_initialized():
-            ray.shutdown()
-        if saved_conn is None:
+        info = pool.info()
+        for record in info.workers if info else ():
+            if record.node_id not in before:
+                with contextlib.suppress(Exception):
+                    pool.remove_worker(record.node_id, force=True)
+        if saved is None:
             os.environ.pop(conn_env, None)
         else:
-            os.environ[conn_env] = saved_conn
-        if run_id is not None:
-            with contextlib.suppress(Exception):
-                finish_run(run_id, ok)
+            os.environ[conn_env] = saved
         shutil.rmtree(workdir, ignore_errors=True)
     return result
 
@@ -479,10 +319,12 @@ def run(cluster: LocalRayCluster, airflow_home: str | os.PathLike[str]) -> dict[
 def main() -> int:
     """Standalone: the demo's Airflow home (migrated, pool ``ray`` set) and a fresh local Ray cluster."""
     home = REPO / ".airflow"
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
-    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    )
     home.mkdir(parents=True, exist_ok=True)
     for args in (["db", "migrate"], ["pools", "set", POOL, "4", "Tasks that run on the Ray worker pool"]):
         subprocess.run([sys.executable, "-m", "airflow", *args], check=True, stdout=subprocess.DEVNULL)

@@ -61,3 +61,17 @@ def airflow_db() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_as_it_was() -> Iterator[None]:
+    """A CLI's ``main()`` called in process runs ``logging.basicConfig``, which binds a handler to that test's
+    captured stderr; left on the root logger, it writes to a closed stream in every later test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)

@@ -25,19 +25,32 @@ class Member:
 
 MEMBERS: dict[str, Member] = {
     # -- Ray -------------------------------------------------------------------------------------------------
-    "ray.GcsClient": Member(
-        "ray._raylet:GcsClient", "read node state and drain nodes through the GCS without a driver connection"
-    ),
     "ray.AuthenticationTokenLoader": Member(
         "ray._raylet:AuthenticationTokenLoader", "drop Ray's per-process token cache after RAY_AUTH_TOKEN changes"
     ),
     "ray.Config": Member("ray._raylet:Config", "re-read RAY_AUTH_MODE after ray was imported"),
+    "ray.gcs_pb2": Member("ray.core.generated.gcs_pb2", "the GCS node-info protos (GcsNodeInfo.GcsNodeState)"),
+    "ray.gcs_service_pb2": Member("ray.core.generated.gcs_service_pb2", "GetAllNodeInfo requests to the GCS"),
+    "ray.NodeInfoGcsServiceStub": Member(
+        "ray.core.generated.gcs_service_pb2_grpc:NodeInfoGcsServiceStub",
+        "read node state from the GCS with the token passed explicitly (mlk8s.ray_gcs)",
+    ),
     "ray.autoscaler_pb2": Member(
         "ray.core.generated.autoscaler_pb2", "the GCS autoscaler-state protos (node status, drain reasons)"
     ),
-    "ray.get_cluster_resource_state": Member(
-        "ray.autoscaler.v2.sdk:get_cluster_resource_state", "pending demand and per-node idle state (autoscaler v2)"
+    "ray.AutoscalerStateServiceStub": Member(
+        "ray.core.generated.autoscaler_pb2_grpc:AutoscalerStateServiceStub",
+        "pending demand, per-node idle state and idle-only drains (autoscaler v2's GCS service)",
     ),
+    "ray.services": Member(
+        "ray._private.services",
+        "keep 127.0.0.1 as a node's and a cluster's address (resolve_ip_for_localhost), so a local cluster binds "
+        "loopback only",
+    ),
+    "ray.services.resolve_ip_for_localhost": Member(
+        "ray._private.services:resolve_ip_for_localhost", "the function mlk8s.local_ray.ray_start wraps"
+    ),
+    "ray.cli": Member("ray.scripts.scripts:main", "Ray's own `ray` command line, run by mlk8s.local_ray.ray_start"),
     # -- KubernetesPodOperator (methods of the class we subclass) --------------------------------------------
     "kpo._get_ti_pod_labels": Member(
         "airflow.providers.cncf.kubernetes.operators.pod:KubernetesPodOperator._get_ti_pod_labels",

@@ -1,19 +1,29 @@
-"""LocalRayCluster against real ``ray start`` node processes."""
+"""LocalRayCluster against real ``ray start`` node processes: nodes come and go, token auth holds whatever the
+caller's environment says, and nothing listens beyond loopback unless the cluster is told to."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import psutil
 import pytest
 
 from mlk8s.local_ray import LocalRayCluster
+from mlk8s.ray_auth import write_token_file
+from mlk8s.ray_gcs import GcsClient, GcsError
 
 pytest_plugins = ["tests.integration.ray_fixtures"]
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-PROBE = "import ray; ray.init(); print(int(ray.cluster_resources()['CPU']))"
-# A bare GCS query: refused clients fail in well under a second (ray.init retries for 20 s).
+PROBE = (
+    "import os, ray\nfrom mlk8s.ray_driver import connect\n"
+    "with connect(os.environ['RAY_ADDRESS'], None, connect_timeout_s=60):\n"
+    "    print(int(ray.cluster_resources()['CPU']))"
+)
+# Ray's own GCS client, which takes the token from the environment: refused clients fail in under a second.
 GCS_PROBE = (
     "import os; from ray._raylet import GcsClient; "
     "print(len(GcsClient(address=os.environ['RAY_ADDRESS']).get_all_node_info(timeout=5)))"
@@ -21,15 +31,25 @@ GCS_PROBE = (
 
 
 def _probe(env: dict[str, str], code: str = PROBE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
 
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
 
 
-@pytest.mark.slow
-@pytest.mark.ray
+def listening_addresses(pids: list[int]) -> set[str]:
+    """The local addresses every process of these nodes (and their children) listens on."""
+    tree = set(pids)
+    for pid in pids:
+        tree |= {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    return {
+        conn.laddr.ip
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.pid in tree
+    }
+
+
 def test_client_env_lets_a_driver_in_and_no_token_keeps_it_out(ray_cluster: LocalRayCluster) -> None:
     ok = _probe({**_clean_env(), **ray_cluster.client_env()})
     assert ok.returncode == 0, ok.stderr[-2000:]
@@ -49,8 +69,43 @@ def test_client_env_lets_a_driver_in_and_no_token_keeps_it_out(ray_cluster: Loca
     assert refused.returncode != 0 and "AuthenticationError" in refused.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.ray
+def test_every_server_of_every_node_listens_on_loopback_only(ray_cluster: LocalRayCluster) -> None:
+    addresses = listening_addresses([record.pid for record in ray_cluster.records()])
+    assert addresses, "found no listening sockets of the cluster's nodes"
+    assert addresses <= {"127.0.0.1", "::ffff:127.0.0.1"}, addresses
+
+
+PRIVATE = """
+import sys, ray
+from mlk8s.ray_driver import connect
+with connect(None, 1):
+    print(ray.get_runtime_context().gcs_address, flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_drivers_private_cluster_keeps_token_auth_when_disabled_is_inherited(tmp_path: Path) -> None:
+    token_path = write_token_file(tmp_path / "token", "a" * 64)
+    env = {**_clean_env(), "RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN_PATH": str(token_path)}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", PRIVATE], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert driver.stdout is not None and driver.stdin is not None
+        address = driver.stdout.readline().strip()
+        assert address.startswith("127.0.0.1:"), address
+        with GcsClient(address, token=None) as anonymous, pytest.raises(GcsError, match="UNAUTHENTICATED"):
+            anonymous.nodes()
+        with GcsClient(address, token="a" * 64) as client:
+            assert [n.head for n in client.nodes()] == [True]
+        driver.stdin.write("\n")
+        driver.stdin.flush()
+        assert driver.wait(timeout=120) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+
+
 def test_add_and_remove_worker_changes_the_alive_nodes(ray_cluster: LocalRayCluster) -> None:
     before = {n.node_id for n in ray_cluster.nodes()}
     node_id = ray_cluster.add_worker(num_cpus=2, resources={"pool_slot": 3}, labels={"mlk8s/pool": "stateless"})
@@ -67,8 +122,6 @@ def test_add_and_remove_worker_changes_the_alive_nodes(ray_cluster: LocalRayClus
     assert node_id not in ray_cluster.worker_ids()
 
 
-@pytest.mark.slow
-@pytest.mark.ray
 def test_kill_node_removes_it_and_its_processes(ray_cluster: LocalRayCluster) -> None:
     node_id = ray_cluster.add_worker(num_cpus=1)
     pid = ray_cluster.node(node_id).pid
@@ -78,20 +131,8 @@ def test_kill_node_removes_it_and_its_processes(ray_cluster: LocalRayCluster) ->
         os.killpg(pid, 0)
 
 
-@pytest.mark.slow
-@pytest.mark.ray
 def test_bad_arguments_are_refused_before_anything_starts(ray_cluster: LocalRayCluster) -> None:
     with pytest.raises(KeyError, match="no worker node"):
         ray_cluster.remove_worker("not-a-node")
     with pytest.raises(ValueError, match="label"):
         ray_cluster.add_worker(num_cpus=1, labels={"a=b": "c"})
-
-
-def test_too_long_temp_dir_is_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="at most"):
-        LocalRayCluster("/tmp/" + "x" * 80)
-
-
-def test_address_before_start_says_to_start() -> None:
-    with pytest.raises(RuntimeError, match="start"):
-        _ = LocalRayCluster("/tmp/rl-unused").address

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mlk8s.net import free_port
 from mlk8s_airflow.hooks.airflow_api import AirflowApiError, AirflowApiHook
 
 pytest_plugins = ["tests.integration.ray_fixtures"]
@@ -113,12 +113,6 @@ PLUGIN = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("airflow_home")
@@ -142,7 +136,7 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, capture_output=True)
-    port = _free_port()
+    port = free_port("127.0.0.1")
     log = (home / "api.log").open("w")
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -253,14 +247,14 @@ def _set_state(api: dict[str, str], run_id: str, task_id: str, state: str) -> No
 
 @pytest.mark.ray
 def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
-    monkeypatch: pytest.MonkeyPatch, airflow_api: dict[str, str], airflow_db: Path, ray_cluster: Any
+    monkeypatch: pytest.MonkeyPatch, airflow_api: dict[str, str], airflow_db: Path, ray_cluster: Any, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from mlk8s_airflow.actuators.local import register_cluster, unregister_cluster
-    from mlk8s_airflow.sensors.ray_pool import HISTORY_XCOM_KEY
+    from mlk8s.local_ray.pool import POOL_ENV, LocalRayPool
+    from mlk8s_airflow.ray_pool.history import HISTORY_XCOM_KEY
 
     conn = {"conn_type": "http", "host": airflow_api["base"], "login": "reader", "password": airflow_api["password"]}
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API_DEFAULT", json.dumps(conn))
@@ -268,15 +262,21 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
     monkeypatch.setenv(
         "AIRFLOW_CONN_RAY_DEFAULT", json.dumps({"conn_type": "generic", "host": host, "port": int(port)})
     )
-    register_cluster(ray_cluster)
-    before = set(ray_cluster.worker_ids())
+    # The session's cluster, served as the local pool the DAG's local actuator finds through MLK8S_LOCAL_RAY_POOL.
+    pool = LocalRayPool(tmp_path / "pool")
+    before = {r.node_id for r in pool.adopt(ray_cluster).workers}
+    monkeypatch.setenv(POOL_ENV, str(pool.state_dir))
+
+    def added() -> set[str]:
+        return {r.node_id for r in pool.running().workers} - before
+
     drained = threading.Event()
     helper_errors: list[BaseException] = []
 
     def drain_when_the_worker_is_up() -> None:
         try:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not set(ray_cluster.worker_ids()) - before:
+            while time.monotonic() < deadline and not added():
                 time.sleep(0.5)
             # Everything in pool "ray" finishes: the backlog (3 queued + 1 scheduled) and the tasks that were
             # running or deferred (while Airflow says they run, the policy holds their workers).
@@ -307,9 +307,8 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
         )
         helper.join(timeout=5)
     finally:
-        for extra in set(ray_cluster.worker_ids()) - before:
-            ray_cluster.remove_worker(extra, force=True)
-        unregister_cluster(ray_cluster)
+        for extra in added():
+            pool.remove_worker(extra, force=True)
 
     assert drained.is_set(), helper_errors
     ti = next(t for t in dr.get_task_instances() if t.task_id == "size_ray_pool")
@@ -328,4 +327,4 @@ def test_dag_grows_the_pool_for_queued_tasks_and_shrinks_it_when_they_drain(
     assert (0, 1, 0) in sizes, sizes
     assert sizes[-1] == (0, 0, 0), sizes
     assert any("scale down 1 -> 0" in p["reason"] for p in history)
-    assert set(ray_cluster.worker_ids()) == before
+    assert added() == set()

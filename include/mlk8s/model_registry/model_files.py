@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlk8s.storage import Location, UriError, read_bytes, resolve
-from mlk8s.training.loop import MODEL_FILE, MODEL_INFO_FILE
+from mlk8s.training.publish import MODEL_FILE, MODEL_INFO_FILE
 
 
 class ModelFilesError(ValueError):

@@ -30,7 +30,8 @@ def compose(
     spec: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The pipeline spec for a trigger form's choices; raises ``SpecError`` naming the field that is wrong."""
-    from mlk8s.preprocessing.spec import SpecError, parse_spec
+    from mlk8s.preprocessing.errors import SpecError
+    from mlk8s.preprocessing.spec import parse_spec
 
     if name not in NAMES:
         raise SpecError(f"pipeline: {name!r} is not one of {', '.join(NAMES)}")

@@ -9,6 +9,7 @@ the traceback only with ``--log-level debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import sys
 import textwrap
 from typing import Any
 
+from mlk8s import ray_driver
 from mlk8s.pod_contract import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report_error, write_result
 
 logger = logging.getLogger("mlk8s.preprocessing")
@@ -59,8 +61,10 @@ EPILOG = textwrap.dedent(
       calls) happen. It creates nothing in --output and starts no Ray job.
 
     Ray: RAY_ADDRESS (or --ray-address) names the cluster, e.g. the KubeRay head service; token auth via
-      RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH. Without an address a private local
-      cluster is started (never an existing one attached to by accident). A step whose num_cpus/num_gpus
+      RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH. The driver joins the pool as a zero-resource Ray node unless a
+      raylet of it runs on this host; a pool that does not answer within --ray-connect-timeout-s fails in one
+      line (exit 1), a head lost mid-run ends the run after --ray-head-lost-timeout-s. Without an address a
+      private local cluster is started (never an existing one attached to by accident). A step whose num_cpus/num_gpus
       fit no Ray node fails after --resource-wait-s (one line naming the step).
 
     Result: JSON written to $MLK8S_XCOM_DIR/return.json (default /airflow/xcom/return.json) with
@@ -107,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--local-cpus", type=int, default=None, help="CPUs for the private local cluster (default: all)"
     )
+    ray_driver.add_arguments(parser)
     parser.add_argument(
         "--attempt-id",
         default=None,
@@ -221,31 +226,38 @@ def _run_on_ray(args: argparse.Namespace, plan: Any) -> dict[str, Any]:
 
     from mlk8s.preprocessing.errors import ResourceWaitError
     from mlk8s.preprocessing.run import run_pipeline
-    from mlk8s.ray_driver import connect
 
     try:
-        # ray.init installs its own SIGTERM handler (sys.exit(15)); ours turns an eviction into exit 75. A
-        # SIGTERM that lands while ray.init runs reaches Ray's handler (blocking the signal cannot help: Ray and
-        # deltalake threads already run), so its SystemExit(15) is the same eviction.
-        try:
-            connect(args.ray_address, args.local_cpus)
-        except SystemExit as exc:
-            if exc.code != signal.SIGTERM:
-                raise
-            raise Interrupted(f"received signal {exc.code} while connecting to Ray") from None
-        finally:
-            signal.signal(signal.SIGTERM, _raise_interrupted)
-        result = run_pipeline(
-            plan.spec,
-            plan.source,
-            plan.table,
-            txn=plan.txn,
-            attempt_id=args.attempt_id,
-            resource_wait_s=args.resource_wait_s,
-        )
-        # Committed: a SIGTERM from here on must not turn a finished run into a relaunch.
-        signal.signal(signal.SIGTERM, _deferred)
-        return result
+        with contextlib.ExitStack() as stack:
+            # ray.init installs its own SIGTERM handler (sys.exit(15)); ours turns an eviction into exit 75. A
+            # SIGTERM that lands while ray.init runs reaches Ray's handler (blocking the signal cannot help: Ray
+            # and deltalake threads already run), so its SystemExit(15) is the same eviction.
+            try:
+                stack.enter_context(
+                    ray_driver.connect(
+                        args.ray_address,
+                        args.local_cpus,
+                        connect_timeout_s=args.ray_connect_timeout_s,
+                        head_lost_timeout_s=args.ray_head_lost_timeout_s,
+                    )
+                )
+            except SystemExit as exc:
+                if exc.code != signal.SIGTERM:
+                    raise
+                raise Interrupted(f"received signal {exc.code} while connecting to Ray") from None
+            finally:
+                signal.signal(signal.SIGTERM, _raise_interrupted)
+            result = run_pipeline(
+                plan.spec,
+                plan.source,
+                plan.table,
+                txn=plan.txn,
+                attempt_id=args.attempt_id,
+                resource_wait_s=args.resource_wait_s,
+            )
+            # Committed: a SIGTERM from here on must not turn a finished run into a relaunch.
+            signal.signal(signal.SIGTERM, _deferred)
+            return result
     except ResourceWaitError as exc:
         raise RuntimeError(str(exc)) from None
     finally:

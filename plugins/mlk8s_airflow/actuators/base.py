@@ -10,16 +10,12 @@ application a no-op that says so.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
 
 from mlk8s.scaling import Decision, Worker
-
-T = TypeVar("T")
 
 
 class ActuatorMode(StrEnum):
@@ -29,7 +25,7 @@ class ActuatorMode(StrEnum):
     KUBERAY_COOPERATE = "kuberay-cooperate"
     #: KubeRay RayCluster with in-tree autoscaling off: we own replicas and scaleStrategy.workersToDelete.
     KUBERAY_OWN = "kuberay-own"
-    #: Real Ray worker nodes on this machine (mlk8s.local_ray).
+    #: Real Ray worker nodes of the local Ray pool on this machine (mlk8s.local_ray.pool).
     LOCAL = "local"
 
     @classmethod
@@ -80,27 +76,3 @@ class Actuator(ABC):
     @abstractmethod
     def apply(self, decisions: Sequence[Decision], workers: Sequence[Worker], decision_id: str) -> list[ApplyResult]:
         """Bring each group to its decision's target; ``workers`` are the inputs the decision was made on."""
-
-
-def retry(
-    call: Callable[[], T],
-    *,
-    attempts: int,
-    backoff_s: float,
-    retryable: Callable[[BaseException], bool],
-    sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[int, BaseException], None] | None = None,
-) -> T:
-    """Retry with exponential backoff while ``retryable(error)``; the final error propagates."""
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except Exception as exc:
-            if attempt == attempts or not retryable(exc):
-                raise
-            if on_retry is not None:
-                on_retry(attempt, exc)
-            sleep(backoff_s * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")

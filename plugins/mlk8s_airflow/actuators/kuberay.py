@@ -24,18 +24,13 @@ from datetime import datetime
 from typing import Any
 
 from mlk8s.scaling import Decision, Worker
-from mlk8s_airflow.actuators.base import (
-    Actuator,
-    ActuatorError,
-    ActuatorMode,
-    ApplyResult,
-    Member,
-    retry,
-)
+from mlk8s_airflow.actuators.base import Actuator, ActuatorError, ActuatorMode, ApplyResult, Member
+from mlk8s_airflow.retries import retrying
 
 log = logging.getLogger(__name__)
 
-GROUP = "ray.io"
+#: The RayCluster's Kubernetes API group and version (not a Ray worker group).
+API_GROUP = "ray.io"
 VERSION = "v1"
 PLURAL = "rayclusters"
 #: Annotation on the RayCluster naming the last decision applied to it.
@@ -241,19 +236,16 @@ class KubeRayActuator(Actuator):
         self.core = client.CoreV1Api(api_client)
 
     def _retry(self, call: Callable[[], Any], what: str) -> Any:
-        def on_retry(attempt: int, exc: BaseException) -> None:
-            log.warning("%s failed (attempt %d/%d): %s; retrying", what, attempt, self.attempts, exc)
-
-        kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep is not None else {}
+        """``call`` with retries on 409 (re-read and recompute), 429 (after Retry-After) and 5xx; then a clear error."""
+        policy = retrying(
+            f"{what} on RayCluster {self.namespace}/{self.name}",
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            retryable=is_retryable,
+            **({"sleep": self._sleep} if self._sleep is not None else {}),
+        )
         try:
-            return retry(
-                call,
-                attempts=self.attempts,
-                backoff_s=self.backoff_s,
-                retryable=is_retryable,
-                on_retry=on_retry,
-                **kwargs,
-            )
+            return policy(call)
         except Exception as exc:
             status = _status_of(exc)
             body = getattr(exc, "body", None) or str(exc)
@@ -264,7 +256,7 @@ class KubeRayActuator(Actuator):
             ) from exc
 
     def read_cluster(self) -> Obj:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name))
+        return dict(self.custom.get_namespaced_custom_object(API_GROUP, VERSION, self.namespace, PLURAL, self.name))
 
     def _pods(self) -> list[Obj]:
         pods = self.core.list_namespaced_pod(
@@ -289,7 +281,7 @@ class KubeRayActuator(Actuator):
             if patch is None:
                 return
             self.custom.patch_namespaced_custom_object(
-                GROUP,
+                API_GROUP,
                 VERSION,
                 self.namespace,
                 PLURAL,

@@ -1,59 +1,26 @@
-"""Resize a local Ray cluster by starting and stopping real worker nodes (``mlk8s.local_ray``).
+"""Resize the local Ray pool (``mlk8s.local_ray.pool``) by starting and stopping real worker nodes.
 
-This is what makes ``make demo`` scale for real on one machine. A worker is removed in two steps: the GCS is
-asked to drain it for idle termination, which it refuses if the node picked up work since we looked (so a
-busy worker is never killed, even in a race), and only then is its process stopped.
-
-The nodes are processes of the :class:`~mlk8s.local_ray.LocalRayCluster` that started them, so this actuator
-needs that object: the demo (or test) that starts the cluster registers it with :func:`register_cluster`, and
-the sensor finds it by its GCS address.
+This is what makes the Ray pool sensor scale for real on one machine, from whichever Airflow process it runs
+in (scheduler, triggerer, worker): the pool is a service found by its state dir (``MLK8S_LOCAL_RAY_POOL`` or
+the sensor's ``local_pool_dir``), the same way the KubeRay actuator finds its RayCluster by name. The
+interface mirrors the KubeRay actuator: the members of each worker group, grow to a target, and remove idle
+workers. A worker is removed in two steps: the GCS is asked to drain it for idle termination, which it
+refuses if the node picked up work since we looked (so a busy worker is never killed, even in a race), and
+only then is its process stopped. A decision id is claimed in the pool's state, so a replayed decision (a
+restarted trigger) is not applied twice.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from mlk8s.local_ray.pool import LocalRayPool
+from mlk8s.ray_gcs import GROUP_LABEL
 from mlk8s.scaling import Decision, Worker, WorkerGroupSpec
 from mlk8s_airflow.actuators.base import Actuator, ActuatorError, ActuatorMode, ApplyResult, Member
-from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL, RayDemandReader
-
-if TYPE_CHECKING:
-    from mlk8s.local_ray import LocalRayCluster
 
 log = logging.getLogger(__name__)
-
-_registry: dict[str, LocalRayCluster] = {}
-_registry_lock = threading.Lock()
-
-
-def register_cluster(cluster: LocalRayCluster) -> None:
-    """Let a sensor in this process resize ``cluster`` (found by ``cluster.address``)."""
-    with _registry_lock:
-        _registry[cluster.address] = cluster
-
-
-def unregister_cluster(cluster: LocalRayCluster) -> None:
-    with _registry_lock:
-        for address, known in list(_registry.items()):
-            if known is cluster:
-                del _registry[address]
-
-
-def registered_cluster(address: str) -> LocalRayCluster:
-    with _registry_lock:
-        cluster = _registry.get(address)
-    if cluster is None:
-        raise ActuatorError(
-            f"actuator='local' found no local Ray cluster at ray_address={address!r} in this process: the local "
-            "actuator starts and stops the nodes of a LocalRayCluster that mlk8s_airflow.actuators.local."
-            "register_cluster() was given (make demo does this); on Kubernetes use actuator='kuberay-own' or "
-            "'kuberay-cooperate'"
-        )
-    return cluster
 
 
 class LocalActuator(Actuator):
@@ -61,10 +28,11 @@ class LocalActuator(Actuator):
 
     def __init__(
         self,
-        cluster: LocalRayCluster,
+        pool: LocalRayPool,
         groups: Sequence[WorkerGroupSpec],
         *,
         group_label: str = GROUP_LABEL,
+        ray_address: str | None = None,
     ) -> None:
         for spec in groups:
             if spec.cpus_per_worker != int(spec.cpus_per_worker) or spec.gpus_per_worker != int(spec.gpus_per_worker):
@@ -73,69 +41,76 @@ class LocalActuator(Actuator):
                     f"cpus_per_worker/gpus_per_worker to integers (got {spec.cpus_per_worker}, "
                     f"{spec.gpus_per_worker})"
                 )
-        self.cluster = cluster
+        self.pool = pool
         self.groups = {g.name: g for g in groups}
         self.group_label = group_label
-        self.reader = RayDemandReader(cluster.address, group_label=group_label)
-        self._started: dict[str, float] = {}
-        self._applied: set[str] = set()
+        self.ray_address = ray_address
+
+    def _check_pool(self) -> str:
+        """The pool's address, refusing a pool other than the one whose demand the loop reads."""
+        info = self.pool.running()
+        if self.ray_address is not None and info.address != self.ray_address:
+            raise ActuatorError(
+                f"the local Ray pool at {self.pool.state_dir} runs at {info.address}, but the sensor reads Ray's "
+                f"demand from {self.ray_address}: point the ray_default connection (or ray_address) at the pool"
+            )
+        return info.address
 
     def members(self) -> list[Member]:
+        self._check_pool()
         out = []
-        for info in self.cluster.nodes():
-            group = info.labels.get(self.group_label)
-            if info.head or not group:
-                continue
-            out.append(
-                Member(
-                    id=info.node_id,
-                    group=group,
-                    started_at=self._started.get(info.node_id, 0.0),
-                    ray_keys=(info.node_id,),
+        for record in self.pool.running().workers:
+            group = record.spec.labels.get(self.group_label)
+            if group in self.groups:
+                out.append(
+                    Member(id=record.node_id, group=group, started_at=record.started_at, ray_keys=(record.node_id,))
                 )
-            )
         return sorted(out, key=lambda m: m.id)
 
     def apply(self, decisions: Sequence[Decision], workers: Sequence[Worker], decision_id: str) -> list[ApplyResult]:
-        if decision_id in self._applied:
+        self._check_pool()
+        for d in decisions:
+            if d.group not in self.groups:
+                raise ActuatorError(f"decision for unknown group {d.group!r}; known: {sorted(self.groups)}")
+        if not self.pool.claim_decision(decision_id):
             return [ApplyResult(d.group, False, f"decision {decision_id} already applied") for d in decisions]
         busy = {w.id for w in workers if w.busy}
         results = []
         for d in decisions:
-            spec = self.groups.get(d.group)
-            if spec is None:
-                raise ActuatorError(f"decision for unknown group {d.group!r}; known: {sorted(self.groups)}")
             if d.target > d.current:
-                added = []
-                for _ in range(d.target - d.current):
-                    node_id = self.cluster.add_worker(
-                        num_cpus=int(spec.cpus_per_worker),
-                        num_gpus=int(spec.gpus_per_worker),
-                        labels={self.group_label: d.group},
-                    )
-                    self._started[node_id] = time.time()
-                    added.append(node_id[:8])
-                results.append(ApplyResult(d.group, True, f"started {len(added)} node(s): {', '.join(added)}"))
+                results.append(self._grow(self.groups[d.group], d.target - d.current))
             elif d.remove:
-                candidates = [n for n in d.remove if n not in busy]
-                refused = {n: "busy when the decision was made" for n in d.remove if n in busy}
-                drained = self.reader.drain_idle(candidates, f"mlk8s ray pool: {d.reason[:200]}")
-                stopped = []
-                for node_id, why in drained.items():
-                    if why is not None:
-                        refused[node_id] = why
-                        continue
-                    if node_id in self.cluster.worker_ids():
-                        self.cluster.remove_worker(node_id)
-                    self._started.pop(node_id, None)
-                    stopped.append(node_id[:8])
-                note = f"stopped {len(stopped)} idle node(s): {', '.join(stopped) or '-'}"
-                if refused:
-                    note += f"; kept {', '.join(f'{k[:8]} ({v})' for k, v in refused.items())}"
-                results.append(ApplyResult(d.group, bool(stopped), note))
+                results.append(self._remove_idle(d, busy))
             else:
                 results.append(ApplyResult(d.group, False, "no change"))
-        self._applied.add(decision_id)
         for r in results:
             log.info("local actuator %s: %s", r.group, r.note)
         return results
+
+    def _grow(self, spec: WorkerGroupSpec, count: int) -> ApplyResult:
+        added = []
+        for _ in range(count):
+            record = self.pool.add_worker(
+                int(spec.cpus_per_worker), int(spec.gpus_per_worker), labels={self.group_label: spec.name}
+            )
+            added.append(record.node_id[:8])
+        return ApplyResult(spec.name, True, f"started {len(added)} node(s): {', '.join(added)}")
+
+    def _remove_idle(self, decision: Decision, busy: set[str]) -> ApplyResult:
+        candidates = [n for n in decision.remove if n not in busy]
+        refused = {n: "busy when the decision was made" for n in decision.remove if n in busy}
+        with self.pool.gcs() as gcs:
+            drained = gcs.drain_idle(candidates, f"mlk8s ray pool: {decision.reason[:200]}")
+        known = {r.node_id for r in self.pool.running().workers}
+        stopped = []
+        for node_id, why in drained.items():
+            if why is not None:
+                refused[node_id] = why
+                continue
+            if node_id in known:
+                self.pool.remove_worker(node_id)
+            stopped.append(node_id[:8])
+        note = f"stopped {len(stopped)} idle node(s): {', '.join(stopped) or '-'}"
+        if refused:
+            note += f"; kept {', '.join(f'{k[:8]} ({v})' for k, v in refused.items())}"
+        return ApplyResult(decision.group, bool(stopped), note)

@@ -3,7 +3,8 @@
 Task code and triggers in Airflow 3 have no database session; the REST API (``/api/v2``) is the supported
 way to see task instances across DAG runs. Credentials come from an Airflow Connection (host = the API
 server's base URL, login/password = a user of the auth manager); the hook trades them for a JWT at
-``/auth/token`` and renews it on a 401.
+``/auth/token`` and renews it on a 401. Connection errors, 5xx and 429 are retried with tenacity
+(:mod:`mlk8s_airflow.retries`, honouring Retry-After); other 4xx answers are errors at once.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from airflow.sdk import BaseHook
 
-T = TypeVar("T")
+from mlk8s_airflow.retries import retrying
 
 #: Task instance states that mean "this work is waiting for or using the Ray pool".
 QUEUE_STATES: tuple[str, ...] = ("scheduled", "queued", "running", "deferred")
@@ -52,29 +53,16 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def retry_call(
-    call: Callable[[], T],
-    *,
-    attempts: int,
-    backoff_s: float,
-    retry_on: tuple[type[BaseException], ...],
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Call with exponential backoff; the last error propagates so the caller sees what went wrong."""
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    for attempt in range(attempts):
-        try:
-            return call()
-        except retry_on:
-            if attempt == attempts - 1:
-                raise
-            sleep(backoff_s * (2**attempt))
-    raise AssertionError("unreachable")
-
-
 class _Transient(Exception):
-    """A 5xx or 429 answer: worth retrying."""
+    """A 5xx or 429 answer: worth retrying (after the server's Retry-After, if it sent one)."""
+
+    def __init__(self, message: str, response: httpx.Response) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _Transient | httpx.TransportError)
 
 
 class AirflowApiHook(BaseHook):
@@ -96,8 +84,10 @@ class AirflowApiHook(BaseHook):
         attempts: int = 4,
         backoff_s: float = 0.5,
         client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         super().__init__()
+        self._sleep = sleep
         self.airflow_api_conn_id = airflow_api_conn_id
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -157,7 +147,7 @@ class AirflowApiHook(BaseHook):
     @staticmethod
     def _raise_for_status(response: httpx.Response) -> None:
         if response.status_code >= 500 or response.status_code == 429:
-            raise _Transient(f"{response.request.method} {response.request.url}: {response.status_code}")
+            raise _Transient(f"{response.request.method} {response.request.url}: {response.status_code}", response)
         if response.status_code >= 400:
             raise AirflowApiError(
                 f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:300]}",
@@ -177,12 +167,10 @@ class AirflowApiHook(BaseHook):
 
     def get_json(self, path: str, params: Any = None) -> Any:
         """GET with retries on connection errors, 5xx and 429; 4xx errors are raised at once."""
-        return retry_call(
-            lambda: self._get_once(path, params),
-            attempts=self.attempts,
-            backoff_s=self.backoff_s,
-            retry_on=(_Transient, httpx.TransportError),
+        policy = retrying(
+            f"GET {path}", attempts=self.attempts, backoff_s=self.backoff_s, retryable=_retryable, sleep=self._sleep
         )
+        return policy(self._get_once, path, params)
 
     # -- queries -----------------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ state. It does not use reschedule mode: Airflow 3 clears a task's XComs whenever
 from a deferral, which would lose the policy state and the history at every poke.
 
 Every decision is logged with its reason, and the time series of (time, queued, running, pool size,
-target, reason) is kept as the XCom ``ray_pool_history`` (bounded), which the plugin's "Ray pool" view plots.
+target, reason) is kept as the XCom ``ray_pool_history`` (bounded), which the plugin's "Ray pool" view plots;
+the loop's failed cycles are kept as the XCom ``ray_pool_errors`` (their time and message), so a pool whose
+every cycle fails shows why. Both are described in :mod:`mlk8s_airflow.ray_pool.history`.
 """
 
 from __future__ import annotations
@@ -20,18 +22,16 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException
 
-from mlk8s_airflow.hooks.ray_demand import GROUP_LABEL
-from mlk8s_airflow.triggers.ray_pool import (
-    RayPoolLoop,
-    RayPoolSettings,
-    RayPoolTrigger,
-    append_history,
+from mlk8s.ray_gcs import GROUP_LABEL
+from mlk8s_airflow.ray_pool.history import (
+    ERRORS_KEPT,
+    ERRORS_XCOM_KEY,
+    HISTORY_XCOM_KEY,
+    STATE_XCOM_KEY,
+    append_bounded,
 )
-
-#: The XCom key of the decision time series (a list of points, oldest first).
-HISTORY_XCOM_KEY = "ray_pool_history"
-#: The XCom key of the policy state, for a human looking at why the pool holds its size.
-STATE_XCOM_KEY = "ray_pool_state"
+from mlk8s_airflow.ray_pool.settings import RayPoolSettings
+from mlk8s_airflow.triggers.ray_pool import RayPoolTrigger
 
 
 class RayPoolSensor(BaseSensorOperator):
@@ -40,7 +40,7 @@ class RayPoolSensor(BaseSensorOperator):
     :param groups: one dict per Ray worker group: ``name``, ``min_workers``, ``max_workers``,
         ``cpus_per_worker``, optional ``gpus_per_worker``, ``memory_per_worker`` (bytes). On KubeRay the
         names are the RayCluster's ``groupName``s.
-    :param actuator: ``local`` (nodes of a registered LocalRayCluster), ``kuberay-own`` (in-tree
+    :param actuator: ``local`` (worker nodes of the local Ray pool service), ``kuberay-own`` (in-tree
         autoscaling off: replicas + workersToDelete) or ``kuberay-cooperate`` (in-tree autoscaler on:
         minReplicas only).
     :param ray_conn_id: Connection naming the Ray head (host, port 6379; password = the cluster's auth
@@ -50,6 +50,7 @@ class RayPoolSensor(BaseSensorOperator):
     :param airflow_api_conn_id: Connection to Airflow's REST API (host = API base URL, login/password).
     :param kubernetes_conn_id: Connection for ``KubernetesHook`` (kuberay actuators).
     :param raycluster_name: the RayCluster to resize (kuberay actuators); with ``namespace``.
+    :param local_pool_dir: the local Ray pool's state dir (``local`` actuator; default ``$MLK8S_LOCAL_RAY_POOL``).
     :param policy: :class:`~mlk8s.scaling.PolicyConfig` fields (``scale_down_window_s``,
         ``cpus_per_task``, ...).
     :param prewarm_dag_ids: DAGs whose next scheduled run pre-warms the pool (``policy.prewarm_s`` ahead).
@@ -69,6 +70,7 @@ class RayPoolSensor(BaseSensorOperator):
         "ray_address",
         "raycluster_name",
         "namespace",
+        "local_pool_dir",
         "policy",
         "interval_s",
         "run_for_s",
@@ -88,6 +90,7 @@ class RayPoolSensor(BaseSensorOperator):
         kubernetes_conn_id: str = "kubernetes_default",
         raycluster_name: str | None = None,
         namespace: str | None = None,
+        local_pool_dir: str | None = None,
         policy: Mapping[str, Any] | None = None,
         prewarm_dag_ids: Sequence[str] = (),
         interval_s: float = 15.0,
@@ -110,6 +113,7 @@ class RayPoolSensor(BaseSensorOperator):
         self.kubernetes_conn_id = kubernetes_conn_id
         self.raycluster_name = raycluster_name
         self.namespace = namespace
+        self.local_pool_dir = local_pool_dir
         self.policy = policy
         self.prewarm_dag_ids = prewarm_dag_ids
         self.interval_s = interval_s
@@ -123,24 +127,27 @@ class RayPoolSensor(BaseSensorOperator):
         """The validated settings; every bad argument raises here, naming the argument and the fix."""
         if self.cycles_per_event < 1:
             raise ValueError(f"cycles_per_event={self.cycles_per_event!r}; pass an integer >= 1")
-        if self.run_for_s is not None and self.run_for_s <= 0:
+        if self.run_for_s is not None and not float(self.run_for_s) > 0:
             raise ValueError(f"run_for_s={self.run_for_s!r}; pass seconds > 0, or None to run for the DAG run")
-        return RayPoolSettings(
-            groups=tuple(dict(g) for g in self.groups),
-            actuator=self.actuator,
-            ray_address=self.ray_address or None,
-            ray_conn_id=self.ray_conn_id,
-            pool=self.queue_pool,
-            queue_pools={k: dict(v) for k, v in (self.queue_pools or {}).items()},
-            airflow_api_conn_id=self.airflow_api_conn_id,
-            kubernetes_conn_id=self.kubernetes_conn_id,
-            raycluster_name=self.raycluster_name,
-            namespace=self.namespace,
-            policy=dict(self.policy or {}),
-            prewarm_dag_ids=tuple(self.prewarm_dag_ids),
-            group_label=self.group_label,
-            interval_s=float(self.interval_s),
-            history_length=int(self.history_length),
+        return RayPoolSettings.parse(
+            {
+                "groups": [dict(g) for g in self.groups],
+                "actuator": self.actuator,
+                "ray_address": self.ray_address or None,
+                "ray_conn_id": self.ray_conn_id,
+                "pool": self.queue_pool,
+                "queue_pools": {k: dict(v) for k, v in (self.queue_pools or {}).items()},
+                "airflow_api_conn_id": self.airflow_api_conn_id,
+                "kubernetes_conn_id": self.kubernetes_conn_id,
+                "raycluster_name": self.raycluster_name,
+                "namespace": self.namespace,
+                "local_pool_dir": self.local_pool_dir or None,
+                "policy": dict(self.policy or {}),
+                "prewarm_dag_ids": list(self.prewarm_dag_ids),
+                "group_label": self.group_label,
+                "interval_s": self.interval_s,
+                "history_length": self.history_length,
+            }
         )
 
     @staticmethod
@@ -149,15 +156,21 @@ class RayPoolSensor(BaseSensorOperator):
         return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.try_number}"
 
     def execute(self, context: Any) -> Any:
+        """One cycle here, on the worker (bad settings, connections or a mismatched pool fail at once), then defer."""
         settings = self.settings()
         from mlk8s.scaling import PolicyState
+        from mlk8s_airflow.ray_pool.loop import RayPoolLoop
 
         loop = RayPoolLoop(settings, self.run_key(context))
-        result = loop.cycle(PolicyState(), seq=1)
-        history = [result.point]
-        self._store(context, history, result.state.to_json())
+        try:
+            report = loop.run(PolicyState(), 0, cycles=1, wait_first=False, max_failed_cycles=1)
+        finally:
+            loop.close()
+        self._store(context, report.points, report.state.to_json(), report.errors)
+        if report.error:
+            raise AirflowException(report.error)
         run_until = None if self.run_for_s is None else time.time() + float(self.run_for_s)
-        self._defer(settings, context, result.state.to_json(), 1, run_until, 0)
+        self._defer(settings, context, report.state.to_json(), report.seq, run_until, 0)
 
     def _defer(
         self,
@@ -183,10 +196,13 @@ class RayPoolSensor(BaseSensorOperator):
             kwargs={"run_until": run_until},
         )
 
-    def _store(self, context: Any, history: list[dict[str, Any]], state: dict[str, Any]) -> None:
+    def _store(
+        self, context: Any, history: list[dict[str, Any]], state: dict[str, Any], errors: list[dict[str, Any]]
+    ) -> None:
         ti = context["ti"]
         ti.xcom_push(key=HISTORY_XCOM_KEY, value=history)
         ti.xcom_push(key=STATE_XCOM_KEY, value=state)
+        ti.xcom_push(key=ERRORS_XCOM_KEY, value=errors)
 
     def execute_complete(
         self,
@@ -197,9 +213,15 @@ class RayPoolSensor(BaseSensorOperator):
         settings = self.settings()
         ti = context["ti"]
         # XComs survive a deferral (not a reschedule), so the history so far is where we left it.
-        previous = ti.xcom_pull(task_ids=ti.task_id, key=HISTORY_XCOM_KEY) or []
-        history = append_history(previous, event.get("points", []), settings.history_length)
-        self._store(context, history, event["state"])
+        history = append_bounded(
+            ti.xcom_pull(task_ids=ti.task_id, key=HISTORY_XCOM_KEY) or [],
+            event.get("points", []),
+            settings.history_length,
+        )
+        errors = append_bounded(
+            ti.xcom_pull(task_ids=ti.task_id, key=ERRORS_XCOM_KEY) or [], event.get("errors", []), ERRORS_KEPT
+        )
+        self._store(context, history, event["state"], errors)
         for point in event.get("points", []):
             self.log.info(
                 "pool %s -> %s for %s queued / %s running: %s",
@@ -209,6 +231,8 @@ class RayPoolSensor(BaseSensorOperator):
                 point["running"],
                 point["reason"],
             )
+        for error in event.get("errors", []):
+            self.log.warning("ray pool cycle %s failed: %s", error.get("cycle"), error.get("message"))
         if event.get("error"):
             raise AirflowException(event["error"])
         if event.get("done"):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mlk8s.scaling.policy import Decision, Worker
+from mlk8s.scaling import Decision, Worker
 from mlk8s_airflow.names import TRIGGERER_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT
 from tests.k8s_api import MockKubeServer, PodScript
 from tests.unit.k8s.manifests import load_all, rbac_allows, request_to_rbac

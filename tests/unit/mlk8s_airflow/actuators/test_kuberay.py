@@ -61,7 +61,7 @@ def raycluster(in_tree: bool, replicas: int = 3) -> dict[str, Any]:
     }
 
 
-def pod(name: str, group: str = "cpu", phase: str = "Running", ready: bool = True) -> dict[str, Any]:
+def pod(name: str, group: str = "cpu", phase: str = "Running", ready: bool = True, ip: str = "") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -73,7 +73,7 @@ def pod(name: str, group: str = "cpu", phase: str = "Running", ready: bool = Tru
         "spec": {"containers": [{"name": "ray", "image": "rayproject/ray:2.60.0"}]},
         "status": {
             "phase": phase,
-            "podIP": f"10.0.0.{len(name)}",
+            "podIP": ip or f"10.0.0.{len(name)}",
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         },
     }

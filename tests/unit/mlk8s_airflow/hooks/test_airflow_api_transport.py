@@ -67,3 +67,20 @@ def test_connection_without_credentials_names_the_fix(monkeypatch: pytest.Monkey
 def test_missing_connection_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Exception, match="airflow_api_nowhere"):
         AirflowApiHook("airflow_api_nowhere").count_task_instances("ray")
+
+
+def test_a_429_waits_as_long_as_the_server_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = [httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json={"total_entries": 1})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        return answers.pop(0)
+
+    conn = {"conn_type": "http", "host": "http://api:8080", "login": "u", "password": "secret-pw"}
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API_UNIT", json.dumps(conn))
+    client = httpx.Client(base_url="http://api:8080", transport=httpx.MockTransport(handler))
+    sleeps: list[float] = []
+    api = AirflowApiHook("airflow_api_unit", attempts=3, backoff_s=0.5, client=client, sleep=sleeps.append)
+    assert api.count_task_instances("ray", ["queued"]) == {"queued": 1}
+    assert sleeps == [3.0]
