@@ -14,7 +14,6 @@ ROOTS = {"mlk8s": REPO / "include" / "mlk8s", "mlk8s_airflow": REPO / "plugins" 
 
 KNOWN_CYCLES: set[frozenset[str]] = {
     frozenset({"mlk8s.preprocessing.spec", "mlk8s.preprocessing.transforms"}),
-    frozenset({"mlk8s_airflow.ui.ray_pool", "mlk8s_airflow.ui.ray_pool_app"}),
 }
 
 

@@ -20,7 +20,7 @@ from airflow.sdk import Asset
 from kubernetes.client import models as k8s
 
 from mlk8s import compat
-from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, RayDashboardLink
+from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, PreprocessingPageLink, RayDashboardLink
 from mlk8s_airflow.operators.pod import PodTaskOperator
 from mlk8s_airflow.placement import COMPONENT_LABEL, STATELESS, pool_affinity
 
@@ -56,7 +56,7 @@ class PreprocessingOperator(PodTaskOperator):
 
     template_fields = (*PodTaskOperator.template_fields, "input_uri", "output_uri", "pipeline")
     template_fields_renderers = {**PodTaskOperator.template_fields_renderers, "pipeline": "json"}
-    operator_extra_links = (RayDashboardLink(),)
+    operator_extra_links = (RayDashboardLink(), PreprocessingPageLink())
 
     def __init__(
         self,

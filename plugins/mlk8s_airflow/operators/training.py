@@ -20,6 +20,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import TaskDeferred
 
 from mlk8s_airflow.config import Backend, resolve_backend
+from mlk8s_airflow.links import TrainingPageLink
 from mlk8s_airflow.operators.pod import PodDisrupted, PodTaskOperator
 from mlk8s_airflow.placement import (
     COMPONENT_LABEL,
@@ -105,6 +106,7 @@ class TrainingOperator(PodTaskOperator):
         "seed",
         "task_options",
     )
+    operator_extra_links = (TrainingPageLink(),)
 
     def __init__(
         self,
