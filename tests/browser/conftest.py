@@ -80,7 +80,8 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, airflow_up: LocalAirflow) -> Iterator[Any]:
     """One tab, logged in through Airflow's login page as the admin ``make up`` created."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(30_000)
+    # The UI loads its translations and data after the page: generous on a loaded machine.
+    context.set_default_timeout(120_000)
     tab = context.new_page()
     tab.goto(airflow_up.url + "/")
     tab.get_by_label("Username").fill(ADMIN)
@@ -99,3 +100,14 @@ def screenshot() -> Callable[[Any, str], Path]:
         return path
 
     return take
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed step leaves a screenshot of the tab it failed in: artifacts/failed-<test>.png."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    tab = getattr(item, "funcargs", {}).get("page")
+    if report.when == "call" and report.failed and tab is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / f"failed-{item.name}.png"), full_page=True)

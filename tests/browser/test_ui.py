@@ -19,7 +19,8 @@ import pytest
 
 from tests.browser.airflow_client import LocalAirflow
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.airflow]
+# Each step may wait for a run under the real scheduler (up to RUN_TIMEOUT_S) after make up has started.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.airflow, pytest.mark.timeout(1500)]
 
 PREPROCESS_DAG = "preprocess_on_demand"
 RETRAIN_DAG = "nightly_retrain"

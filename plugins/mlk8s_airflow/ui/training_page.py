@@ -33,7 +33,7 @@ def loss_chart(history: TrainingHistory) -> str:
         Marker(
             c.step,
             "checkpoint",
-            f"checkpoint committed at step {c.step} (epoch {c.epoch}) {utc(c.t)}",
+            f"checkpoint committed at step {c.step} (epoch {c.epoch}) {utc(c.time)}",
             CHECKPOINT_COLOR,
         )
         for c in history.checkpoints
@@ -42,7 +42,7 @@ def loss_chart(history: TrainingHistory) -> str:
         Marker(
             r.from_step,
             "resume",
-            f"resumed from step {r.from_step} at {utc(r.t)}: {r.work_lost_steps} steps of work lost and redone",
+            f"resumed from step {r.from_step} at {utc(r.time)}: {r.work_lost_steps} steps of work lost and redone",
             RESUME_COLOR,
             width=float(r.work_lost_steps),
         )
@@ -66,12 +66,34 @@ def _summary(result: TrainingResult) -> Html:
         ("relaunches", result.relaunches),
         ("resumes", result.resumes),
         ("work lost (steps)", result.work_lost_steps),
-        ("checkpoints", len(result.history.checkpoints) if result.history else "-"),
+        (
+            "checkpoints",
+            _total(result.history.checkpoints_total, result.history.checkpoints) if result.history else "-",
+        ),
     ]
     if losses:
         items.append(("final loss", format_number(losses[-1])))
     items += [(name, "-" if value is None else format_number(value)) for name, value in sorted(result.metrics.items())]
     return cards(items)
+
+
+def _total(total: int | None, shown: list[Any]) -> int:
+    return len(shown) if total is None else total
+
+
+def _kept_note(history: TrainingHistory) -> str:
+    """Says so when the history kept only the newest checkpoints or resumes (it is bounded)."""
+    notes = [
+        f"the newest {len(shown)} of {total} {what}"
+        for what, shown, total in (
+            ("checkpoints", history.checkpoints, history.checkpoints_total),
+            ("resumes", history.resumes, history.resumes_total),
+        )
+        if total is not None and total > len(shown)
+    ]
+    every = f"one loss point per {history.loss_every_steps} steps" if (history.loss_every_steps or 1) > 1 else ""
+    parts = [*([every] if every else []), *(f"showing {n}" for n in notes)]
+    return f'<p class="sub">{esc("; ".join(parts))}.</p>' if parts else ""
 
 
 def _pending(ti: TaskInstanceInfo) -> Html:
@@ -101,19 +123,19 @@ def render_training_page(ti: TaskInstanceInfo, result_value: Any) -> str:
                 notice("info", "This result carries no history (the trainer that wrote it predates it): totals only.")
             )
         history = result.history or TrainingHistory()
-        body += ["<h3>Loss</h3>", loss_chart(history)]
+        body += ["<h3>Loss</h3>", loss_chart(history), _kept_note(history)]
         body += [
             "<h3>Checkpoints committed</h3>",
             table(
                 "checkpoints",
                 ["step", "epoch", "time (UTC)", "uri"],
-                [(c.step, c.epoch, utc(c.t), c.uri) for c in history.checkpoints],
+                [(c.step, c.epoch, utc(c.time), c.uri) for c in history.checkpoints],
             ),
             "<h3>Resumes</h3>",
             table(
                 "resumes",
                 ["time (UTC)", "from step", "work lost (steps)"],
-                [(utc(r.t), r.from_step, r.work_lost_steps) for r in history.resumes],
+                [(utc(r.time), r.from_step, r.work_lost_steps) for r in history.resumes],
                 empty="none: the training ran without a resume",
             ),
             f'<p class="sub">{result.relaunches} relaunch(es) by the operator (a pod evicted or killed and '

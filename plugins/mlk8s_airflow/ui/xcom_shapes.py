@@ -26,20 +26,26 @@ class LossPoint(_Shape):
 class CheckpointCommitted(_Shape):
     step: int
     epoch: int | None = None
-    t: float | None = None
+    time: float | None = None
     uri: str | None = None
 
 
 class Resume(_Shape):
     from_step: int
     work_lost_steps: int = 0
-    t: float | None = None
+    time: float | None = None
 
 
 class TrainingHistory(_Shape):
+    """The trainer's bounded history (mlk8s.training.history): the loss downsampled to a few hundred points,
+    the newest checkpoints and resumes, and how many there were in all."""
+
+    loss_every_steps: int | None = None
     loss: list[LossPoint] = Field(default_factory=list)
     checkpoints: list[CheckpointCommitted] = Field(default_factory=list)
+    checkpoints_total: int | None = None
     resumes: list[Resume] = Field(default_factory=list)
+    resumes_total: int | None = None
 
 
 class TrainingResult(_Shape):

@@ -17,9 +17,9 @@ TI = TaskInstanceInfo("nightly_retrain", "manual__1", "train", state="success", 
 HISTORY = {
     "loss": [{"step": s, "epoch": s // 40, "loss": 2.0 / (1 + s)} for s in range(0, 120, 10)],
     "checkpoints": [
-        {"step": s, "epoch": s // 40, "t": 1000.0 + s, "uri": f"file:///ck/step-{s}"} for s in (40, 80, 120)
+        {"step": s, "epoch": s // 40, "time": 1000.0 + s, "uri": f"file:///ck/step-{s}"} for s in (40, 80, 120)
     ],
-    "resumes": [{"from_step": 40, "work_lost_steps": 7, "t": 1100.0}],
+    "resumes": [{"from_step": 40, "work_lost_steps": 7, "time": 1100.0}],
 }
 RESULT = {"steps": 120, "epochs": 3, "resumes": 1, "work_lost_steps": 7, "relaunches": 1, "metrics": {"acc": 0.93}}
 
@@ -104,3 +104,11 @@ def test_a_real_evicted_training_run_is_drawn_from_its_xcom(evicted_training_run
     # The extra link the worker stored when the task ended points at this page of this very task instance.
     assert link_url == urls.page_url(urls.TRAINING_PAGE, dag_id=dag_id, run_id=run_id, task_id="train")
     assert ("training", ti) in listed
+
+
+def test_a_bounded_history_says_what_it_kept() -> None:
+    history = {**HISTORY, "loss_every_steps": 8, "checkpoints_total": 250, "resumes_total": 1}
+    page = render_training_page(TI, {**RESULT, "history": history})
+    assert card(page, "checkpoints") == "250"
+    assert "one loss point per 8 steps; showing the newest 3 of 250 checkpoints." in page
+    assert "showing" not in render_training_page(TI, {**RESULT, "history": HISTORY})
