@@ -64,16 +64,15 @@ def type_into(dialog: Any, field: str, value: str) -> None:
 
 
 def open_extra_link(page: Any, airflow_up: LocalAirflow, dag_id: str, run_id: str, task_id: str, name: str) -> Any:
-    """Open the task in Airflow's UI and follow its extra link ``name`` (a new tab); returns that tab."""
-    page.goto(f"{airflow_up.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}")
+    """Open the task's Details in Airflow's UI and follow its extra link ``name`` (same origin: the same tab)."""
+    page.goto(f"{airflow_up.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}/details")
     link = page.get_by_role("link", name=name)
     stored = airflow_up.api.get(f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links")["extra_links"][name]
     assert link.get_attribute("href") == stored
-    with page.context.expect_page() as opened:
-        link.click()
-    tab = opened.value
-    tab.wait_for_load_state()
-    return tab
+    link.click()
+    page.wait_for_url(re.compile(r"/mlk8s/"))
+    page.locator("svg.chart").first.wait_for()
+    return page
 
 
 def test_the_form_refuses_an_invalid_param_naming_the_field(
@@ -122,7 +121,6 @@ def test_the_preprocessing_task_links_to_its_page(
     assert pool.locator(".marker-task").count() == 1  # the task's run, shaded on the pool's timeline
     assert points(pool, "queued") >= 1  # the sensor saw this task queued or running in pool "ray"
     screenshot(tab, "preprocessing-page")
-    tab.close()
 
 
 def test_the_training_page_draws_the_loss_curve_checkpoints_and_resumes(
@@ -139,7 +137,6 @@ def test_the_training_page_draws_the_loss_curve_checkpoints_and_resumes(
     assert loss.locator(".marker-checkpoint").count() == len(history["checkpoints"]) > 0
     assert loss.locator(".marker-resume").count() == len(history["resumes"]) == 1
     screenshot(tab, "training-page")
-    tab.close()
 
 
 def test_the_ray_pool_page_plots_queue_and_pool_size(
