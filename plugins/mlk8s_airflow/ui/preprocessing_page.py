@@ -10,6 +10,7 @@ from typing import Any
 from mlk8s_airflow.ui import urls
 from mlk8s_airflow.ui.html_page import Html, cards, document, esc, link, notice, task_line, task_title, utc
 from mlk8s_airflow.ui.ray_pool_page import pool_chart
+from mlk8s_airflow.ui.svg_chart import format_number
 from mlk8s_airflow.ui.task_state import TaskInstanceInfo
 from mlk8s_airflow.ui.xcom_shapes import PoolPoint, PreprocessingResult, parse
 
@@ -27,7 +28,7 @@ def pool_window(ti: TaskInstanceInfo, now: float) -> tuple[float, float] | None:
 def _summary(result: PreprocessingResult) -> Html:
     rate = None
     if result.input_rows is not None and result.duration_s:
-        rate = f"{result.input_rows / result.duration_s:,.0f}"
+        rate = format_number(result.input_rows / result.duration_s)
     return cards(
         [
             ("input rows", result.input_rows),

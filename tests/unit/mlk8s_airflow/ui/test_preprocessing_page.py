@@ -25,6 +25,8 @@ def test_the_figures_and_the_rate() -> None:
     ]:
         assert f'<div class="k">{key}</div><div class="v">{value}</div>' in page
     assert "recorded nothing while this task ran" in page
+    slow = render_preprocessing_page(TI, {**RESULT, "input_rows": 60, "duration_s": 46.4}, [], "x", now=2000.0)
+    assert '<div class="k">input rows / s</div><div class="v">1.293</div>' in slow
 
 
 def test_the_pool_is_drawn_around_the_run_with_the_run_shaded() -> None:
