@@ -27,7 +27,7 @@ RETRAIN_DAG = "nightly_retrain"
 POOL_DAG, POOL_TASK = "ray_pool_autoscaler", "size_ray_pool"
 RETRAIN_CONF = {"documents": 60, "epochs": 2, "simulate_eviction": True}
 POOL_CONF = {"interval_s": 2, "scale_down_window_s": 20}
-INVALID_FRACTION, VALID_FRACTION = "2", "0.5"
+INVALID_FRACTION, VALID_FRACTION, SAMPLE_DOCUMENTS = "2", "0.5", "40"
 RUN_TIMEOUT_S = 900
 
 
@@ -94,6 +94,7 @@ def test_the_form_starts_a_run_with_valid_params(
     before = {r["dag_run_id"] for r in airflow_up.api.runs(PREPROCESS_DAG)}
     dialog = open_trigger_form(page, airflow_up)
     type_into(dialog, "sample_fraction", VALID_FRACTION)
+    type_into(dialog, "sample_documents", SAMPLE_DOCUMENTS)  # a small run: its own sample documents
     screenshot(page, "trigger-form-valid")
     dialog.get_by_role("button", name="Trigger").click()
     dialog.wait_for(state="hidden")
