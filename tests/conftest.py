@@ -37,7 +37,10 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
         },
     ]
 )
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+# The plugin loads through the package's airflow.plugins entry point, as in the image: no plugins folder (a
+# folder holding it too would register it twice).
+(_HOME / "plugins").mkdir()
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_HOME / "plugins")
 os.environ["AIRFLOW__MLK8S__BACKEND"] = "local"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.setdefault("MLK8S_LOCAL_SCRATCH", str(_HOME / "pods"))

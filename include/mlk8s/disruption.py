@@ -18,20 +18,12 @@ from typing import Any
 
 from mlk8s.pod_contract import EXIT_INTERRUPTED
 
-#: Reasons of the ``DisruptionTarget`` pod condition that Kubernetes sets before it kills a pod for its own
-#: reasons (https://kubernetes.io/docs/concepts/workloads/pods/disruptions/#pod-disruption-conditions).
-DISRUPTION_REASONS = frozenset(
-    {
-        "PreemptionByScheduler",
-        "PreemptionByKubeScheduler",
-        "EvictionByEvictionAPI",
-        "DeletionByTaintManager",
-        "DeletionByPodGC",
-        "TerminationByKubelet",
-    }
-)
 #: ``status.reason`` values the kubelet and node controller set on pods they kill or lose.
 DISRUPTION_POD_REASONS = frozenset({"Evicted", "Preempting", "NodeLost", "NodeShutdown", "Terminated", "Shutdown"})
+#: The signals that stop a container from outside: the kubelet's SIGTERM (eviction, preemption, deletion) and
+#: its SIGKILL after the grace period. Any other fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, ...) is the
+#: process's own failure and recurs on a relaunch.
+DISRUPTION_SIGNALS = frozenset({signal.SIGTERM, signal.SIGKILL})
 
 
 class OutcomeKind(enum.StrEnum):
@@ -105,7 +97,7 @@ def classify_pod_status(status: Mapping[str, Any] | None, container: str = "base
         if termination_reason == "OOMKilled":
             # Out of memory recurs on every relaunch: a real failure, fixed by more memory or a smaller batch.
             return PodOutcome(OutcomeKind.FAILED, "container OOMKilled: raise its memory limit", exit_code)
-        if exit_code is not None and exit_code in (128 + signal.SIGKILL, 128 + signal.SIGTERM):
+        if exit_code is not None and exit_code - 128 in DISRUPTION_SIGNALS:
             # Killed by a signal it did not send itself: the kubelet or the node going away.
             return PodOutcome(OutcomeKind.DISRUPTED, f"container killed by signal (exit code {exit_code})", exit_code)
         return PodOutcome(OutcomeKind.FAILED, f"container failed with exit code {exit_code}", exit_code)
@@ -115,14 +107,17 @@ def classify_pod_status(status: Mapping[str, Any] | None, container: str = "base
 def classify_exit(returncode: int) -> PodOutcome:
     """Classify a local process (the local backend's pod) from its return code.
 
-    A negative return code means the process was killed by a signal: locally that is how an eviction is
-    simulated. ``EXIT_INTERRUPTED`` means the job caught SIGTERM and committed a checkpoint before leaving.
+    A negative return code means the process was killed by a signal: SIGTERM or SIGKILL is how the local
+    backend stops a pod (an eviction), so those are disruptions; a crash (SIGSEGV, SIGABRT, ...) is a failure,
+    as it is on a cluster. ``EXIT_INTERRUPTED`` means the job caught SIGTERM and committed a checkpoint.
     """
     if returncode == 0:
         return PodOutcome(OutcomeKind.SUCCEEDED, "process exited 0", 0)
     if returncode < 0:
-        name = signal.Signals(-returncode).name
-        return PodOutcome(OutcomeKind.DISRUPTED, f"process killed by {name}", returncode)
+        sig = signal.Signals(-returncode)
+        if sig in DISRUPTION_SIGNALS:
+            return PodOutcome(OutcomeKind.DISRUPTED, f"process killed by {sig.name}", returncode)
+        return PodOutcome(OutcomeKind.FAILED, f"process crashed with {sig.name}", returncode)
     if returncode == EXIT_INTERRUPTED:
         return PodOutcome(OutcomeKind.DISRUPTED, "interrupted by SIGTERM after committing a checkpoint", returncode)
     return PodOutcome(OutcomeKind.FAILED, f"process exited with code {returncode}", returncode)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import os
 
+from mlk8s_airflow.names import POD_NAMESPACE, POD_SERVICE_ACCOUNT
+
 SECTION = "mlk8s"
 ENV_BACKEND = "AIRFLOW__MLK8S__BACKEND"
 
@@ -55,9 +57,9 @@ def resolve_backend(override: str | None = None) -> Backend:
 
 
 def default_namespace() -> str:
-    return _conf_get("namespace", "mlk8s")
+    return _conf_get("namespace", POD_NAMESPACE)
 
 
 def pod_service_account() -> str:
     """The ServiceAccount our pods run as (created by helm-values/rbac.yaml, no API permissions)."""
-    return _conf_get("pod_service_account", "mlk8s-pod")
+    return _conf_get("pod_service_account", POD_SERVICE_ACCOUNT)

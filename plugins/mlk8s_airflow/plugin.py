@@ -1,7 +1,10 @@
-"""The mlk8s AirflowPlugin: the operators' extra links and the pages (training, preprocessing, Ray pool).
+"""The mlk8s AirflowPlugin, found through the package's ``airflow.plugins`` entry point (pyproject.toml): the
+operators' extra links and the pages (training, preprocessing, Ray pool).
 
-Airflow's plugins-folder loader imports every ``.py`` file under ``plugins/``; ``plugins/.airflowignore`` keeps
-it to this file, so loading the plugin imports neither KubernetesPodOperator, torch nor Ray (a test guards it).
+Loading it imports the links and the pages' mount only: neither KubernetesPodOperator, torch nor Ray (a test
+guards it). A deployment that also points ``[core] plugins_folder`` at ``plugins/`` (make up, the demo) loads it
+once all the same: ``plugins/.airflowignore`` keeps Airflow's folder loader out of the package, which would
+import every file there as a bare top-level module.
 """
 
 from __future__ import annotations

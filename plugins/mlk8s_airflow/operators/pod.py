@@ -23,16 +23,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlk8s.disruption import OutcomeKind, PodOutcome, classify_pod_status
 from mlk8s.pod_contract import EXIT_USAGE
-from mlk8s_airflow.backends.local import (
-    LocalDisruption,
-    LocalPodProcess,
-    LocalRunResult,
-    new_scratch_dir,
-    process_spec_from_pod,
-)
-from mlk8s_airflow.backends.podspec import PodSpecError, check_pod
+from mlk8s_airflow.backends.local.disruption import LocalDisruption
+from mlk8s_airflow.backends.local.process import LocalPodProcess, LocalRunResult
+from mlk8s_airflow.backends.local.process_spec import process_spec_from_pod
+from mlk8s_airflow.backends.local.scratch import new_scratch_dir
+from mlk8s_airflow.backends.podspec import PodSpecError, check_pod, main_container
+from mlk8s_airflow.backends.var_refs import literal_var_refs
 from mlk8s_airflow.config import Backend, default_namespace, pod_service_account, resolve_backend
-from mlk8s_airflow.placement import container_security_context, pod_security_context
+from mlk8s_airflow.placement import container_security_context, merge_security_context, pod_security_context
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -81,6 +79,9 @@ class PodTaskOperator(KubernetesPodOperator):
         Past that the task fails with a message saying so (and Airflow's retries apply).
     :param local_disruption: local backend only: simulate an eviction (``{"signal": "SIGTERM",
         "after_log": "checkpoint committed", "attempts": [1]}``); used by the demo and the chaos tests.
+    :param expand_env_references: let the kubelet expand ``$(VAR)`` in ``cmds``/``arguments``. Off by
+        default: arguments carry rendered user values (Params), and ``$(RAY_AUTH_TOKEN)`` in a Param must
+        reach the pod as those characters, never as the token. Each ``$`` is sent escaped as ``$$``.
     """
 
     template_fields = (*KubernetesPodOperator.template_fields, "local_disruption")
@@ -91,14 +92,16 @@ class PodTaskOperator(KubernetesPodOperator):
         backend: str | None = None,
         max_disruptions: int = 3,
         local_disruption: Mapping[str, Any] | None = None,
+        expand_env_references: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("on_finish_action", "delete_pod")
         kwargs.setdefault("do_xcom_push", True)  # mlk8s pods report their result through the XCom file
-        # Secure by default: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp.
-        kwargs.setdefault("security_context", pod_security_context())
-        kwargs.setdefault("container_security_context", container_security_context())
-        kwargs.setdefault("xcom_sidecar_container_security_context", container_security_context())
+        # Secure by default: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp. What a
+        # task sets is merged into these defaults, never a replacement for them.
+        kwargs["security_context"] = merge_security_context(pod_security_context(), kwargs.get("security_context"))
+        for key in ("container_security_context", "xcom_sidecar_container_security_context"):
+            kwargs[key] = merge_security_context(container_security_context(), kwargs.get(key))
         # The pods need no Kubernetes API access: a dedicated account (helm-values/rbac.yaml), no token mounted.
         kwargs.setdefault("service_account_name", pod_service_account())
         kwargs.setdefault("automount_service_account_token", False)
@@ -108,6 +111,7 @@ class PodTaskOperator(KubernetesPodOperator):
         self.backend = backend
         self.max_disruptions = max_disruptions
         self.local_disruption = dict(local_disruption) if local_disruption else None
+        self.expand_env_references = expand_env_references
         self._final_status: dict[str, Any] | None = None
         self._final_status_seen = False
         self._local_process: LocalPodProcess | None = None
@@ -138,6 +142,16 @@ class PodTaskOperator(KubernetesPodOperator):
             self._handle_disruption(context, exc)
             return self.execute(context)  # defers again for the new pod
         return self.on_pod_succeeded(context, result)
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """KPO's pod, with the main container's command and arguments sent literally (see
+        ``expand_env_references``): both backends then run exactly the rendered values."""
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        if not self.expand_env_references:
+            container = main_container(pod, self.base_container_name)
+            container.command = literal_var_refs(container.command)
+            container.args = literal_var_refs(container.args)
+        return pod
 
     # ------------------------------------------------------------------------------------ subclass hooks
     def on_pod_succeeded(self, context: Context, result: Any) -> Any:
@@ -201,9 +215,14 @@ class PodTaskOperator(KubernetesPodOperator):
 
     def _classified(self, run: Any) -> Any:
         """Run KPO's path; if it fails, decide from the pod's final status whether it was a disruption."""
+        from airflow.providers.cncf.kubernetes.utils.pod_manager import PodNotFoundException
+
         try:
             return run()
         except Exception as exc:
+            if isinstance(exc, PodNotFoundException):
+                # Deferrable mode: the pod was deleted while the task waited (evicted, lost with its node).
+                self._final_status, self._final_status_seen = None, True
             if self._killed or not self._final_status_seen:
                 raise
             outcome = classify_pod_status(self._final_status, self.base_container_name)
@@ -239,7 +258,7 @@ class PodTaskOperator(KubernetesPodOperator):
     # --------------------------------------------------------------------------------------------- local
     def _execute_local(self, context: Context, disruption: LocalDisruption | None) -> Any:
         if self.deferrable:
-            self.log.info("mlk8s: local backend runs the pod in this worker; deferrable=True has no effect here")
+            self.log.debug("mlk8s: the local backend runs the pod in this worker; deferrable has no effect")
         if not self.namespace:
             self.namespace = default_namespace()
         pod = self.build_pod_request_obj(context, dry_run=True)

@@ -2,8 +2,10 @@
 
 The pod runs ``python -m mlk8s.preprocessing --input ... --output ... [--pipeline ...]`` against the Ray
 cluster named by an Airflow connection (``RAY_ADDRESS``; the KubeRay head service in a cluster, a local Ray
-cluster in the demo). Ray's token authentication stays on: the token reaches the pod from the Kubernetes Secret
-``ray_token_secret`` (locally, from the worker's ``RAY_AUTH_TOKEN``), never from DAG code, logs or XCom.
+cluster in the demo). Ray's token authentication stays on: the token reaches the pod from key
+``ray_token_secret_key`` of the Kubernetes Secret ``ray_token_secret`` (``mlk8s-ray-auth``/``auth_token``, as
+docs/deploy.md creates it; locally, from the worker's ``RAY_AUTH_TOKEN``), never from DAG code, logs or XCom.
+The task defers by default while its driver pod runs, freeing the worker slot.
 
 Output is committed exactly once by the pod (staging + manifest written last), so the relaunch that follows
 an evicted driver, or an Airflow retry, replaces the output rather than duplicating it. Tasks join the Airflow
@@ -21,13 +23,20 @@ from kubernetes.client import models as k8s
 
 from mlk8s import compat
 from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, PreprocessingPageLink, RayDashboardLink
+from mlk8s_airflow.names import (
+    COMPONENT_LABEL,
+    PRIORITY_PREEMPTIBLE,
+    RAY_AUTH_SECRET,
+    RAY_AUTH_SECRET_KEY,
+    RAY_CONN_ID,
+    RAY_POOL,
+    STATELESS,
+)
 from mlk8s_airflow.operators.pod import PodTaskOperator
-from mlk8s_airflow.placement import COMPONENT_LABEL, STATELESS, pool_affinity
+from mlk8s_airflow.placement import pool_affinity
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-RAY_POOL = "ray"
 
 
 def preprocessing_arguments(*, input_uri: str, output_uri: str, pipeline: str | Mapping[str, Any] | None) -> list[str]:
@@ -50,7 +59,8 @@ class PreprocessingOperator(PodTaskOperator):
     :param pipeline: a pipeline spec (a dict, inline JSON, or a file/URI); ``None`` runs the default document
         pipeline (clean text, features, embeddings, empty documents filtered out).
     :param ray_conn_id: Airflow connection naming the Ray head (host, port; extra ``dashboard_url``).
-    :param ray_token_secret: Kubernetes Secret (key ``token``) holding the Ray auth token.
+    :param ray_token_secret: the Kubernetes Secret (in the pod's namespace) holding the Ray auth token.
+    :param ray_token_secret_key: the key of that Secret holding the token.
     :param output_asset: the Airflow Asset updated when the output is committed.
     """
 
@@ -64,14 +74,17 @@ class PreprocessingOperator(PodTaskOperator):
         input_uri: str,
         output_uri: str,
         pipeline: str | Mapping[str, Any] | None = None,
-        ray_conn_id: str = "ray_default",
-        ray_token_secret: str = "ray-auth-token",  # noqa: S107 - the Secret's name, not a token
+        ray_conn_id: str = RAY_CONN_ID,
+        ray_token_secret: str = RAY_AUTH_SECRET,
+        ray_token_secret_key: str = RAY_AUTH_SECRET_KEY,
         output_asset: Asset | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("cmds", ["python", "-m", "mlk8s.preprocessing"])
         kwargs.setdefault("pool", RAY_POOL)
         kwargs.setdefault("affinity", pool_affinity(STATELESS, required=False))
+        kwargs.setdefault("priority_class_name", PRIORITY_PREEMPTIBLE)
+        kwargs.setdefault("deferrable", True)
         kwargs["labels"] = {COMPONENT_LABEL: "preprocessing", **(kwargs.get("labels") or {})}
         if output_asset is not None:
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), output_asset]
@@ -81,9 +94,10 @@ class PreprocessingOperator(PodTaskOperator):
         self.pipeline = pipeline
         self.ray_conn_id = ray_conn_id
         self.ray_token_secret = ray_token_secret
+        self.ray_token_secret_key = ray_token_secret_key
         self.output_asset = output_asset
 
-    def _ray_env(self, context: Context) -> tuple[list[k8s.V1EnvVar], str | None]:
+    def _ray_env(self, context: Context | None) -> tuple[list[k8s.V1EnvVar], str | None]:
         from mlk8s_airflow.hooks.ray_connection import RayHook
 
         ray = RayHook(self.ray_conn_id).get_conn()  # the token stays out of the pod spec: the Secret carries it
@@ -94,7 +108,7 @@ class PreprocessingOperator(PodTaskOperator):
             k8s.V1EnvVar(
                 name="RAY_AUTH_TOKEN",
                 value_from=k8s.V1EnvVarSource(
-                    secret_key_ref=k8s.V1SecretKeySelector(name=self.ray_token_secret, key="token")
+                    secret_key_ref=k8s.V1SecretKeySelector(name=self.ray_token_secret, key=self.ray_token_secret_key)
                 ),
             ),
             # The embedding model ships inside the image; never reach for a hub at run time.
@@ -106,14 +120,19 @@ class PreprocessingOperator(PodTaskOperator):
         self.arguments = preprocessing_arguments(
             input_uri=self.input_uri, output_uri=self.output_uri, pipeline=self.pipeline
         )
-        env, dashboard = self._ray_env(context)
+        _, dashboard = self._ray_env(context)
+        # Always pushed (empty when unknown) so the UI's link lookup finds a value rather than logging a 404.
+        context["ti"].xcom_push(key=DASHBOARD_XCOM_KEY, value=str(dashboard or ""))
+        return super().execute(context)
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        """The driver pod, with the Ray pool's address and the token's Secret in its main container's env."""
+        env, _ = self._ray_env(context)
         names = {e.name for e in env}
         convert_env_vars = compat.get("kpo.convert_env_vars_or_raise_error")
         current = convert_env_vars(self.env_vars) if self.env_vars else []
         self.env_vars = [e for e in current if e.name not in names] + env
-        # Always pushed (empty when unknown) so the UI's link lookup finds a value rather than logging a 404.
-        context["ti"].xcom_push(key=DASHBOARD_XCOM_KEY, value=str(dashboard or ""))
-        return super().execute(context)
+        return super().build_pod_request_obj(context, dry_run=dry_run)
 
     def on_pod_succeeded(self, context: Context, result: Any) -> Any:
         if isinstance(result, dict):

@@ -6,8 +6,10 @@ operator relaunches it with the same flags and training resumes from the last co
 task try goes on, no Airflow retry is spent, and the final weights are the same as an uninterrupted run's.
 
 Placement defaults are for stateful work: required affinity for the ``stateful`` pool and its toleration,
-``safe-to-evict: "false"`` for the cluster-autoscaler, a grace period long enough for the emergency checkpoint,
-and (on Kubernetes) a PodDisruptionBudget for the pod while the task runs. Every one is overridable.
+the ``mlk8s-critical`` PriorityClass, ``safe-to-evict: "false"`` for the cluster-autoscaler, a grace period
+long enough for the emergency checkpoint, and (on Kubernetes) a PodDisruptionBudget for the task's pods from
+its first launch to its end, across relaunches and deferrals. Every one is overridable. The task defers by
+default: a training pod runs for hours, and a deferred task holds no worker slot meanwhile.
 """
 
 from __future__ import annotations
@@ -20,15 +22,11 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import TaskDeferred
 
 from mlk8s_airflow.config import Backend, resolve_backend
+from mlk8s_airflow.disruption_budget import budget_body, budget_name, create_budget, delete_budget
 from mlk8s_airflow.links import TrainingPageLink
+from mlk8s_airflow.names import COMPONENT_LABEL, PRIORITY_CRITICAL, STATEFUL
 from mlk8s_airflow.operators.pod import PodDisrupted, PodTaskOperator
-from mlk8s_airflow.placement import (
-    COMPONENT_LABEL,
-    SAFE_TO_EVICT,
-    STATEFUL,
-    pool_affinity,
-    pool_tolerations,
-)
+from mlk8s_airflow.placement import SAFE_TO_EVICT, pool_affinity, pool_tolerations
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -94,7 +92,8 @@ class TrainingOperator(PodTaskOperator):
     :param task: ``package.module:Class`` of a ``mlk8s.training.TrainingTask`` (your model, data and step).
     :param model_asset: the Airflow Asset updated when a model is committed (its event's extra points at the
         model and the last checkpoint).
-    :param create_pdb: on Kubernetes, protect the pod with a PodDisruptionBudget while the task runs.
+    :param create_pdb: on Kubernetes, protect the task's pods with a PodDisruptionBudget while the task runs.
+    :param deferrable: wait for the pod in the triggerer (the default), freeing the worker slot.
     """
 
     template_fields = (
@@ -132,6 +131,8 @@ class TrainingOperator(PodTaskOperator):
         kwargs.setdefault("affinity", pool_affinity(STATEFUL, required=True))
         kwargs.setdefault("tolerations", pool_tolerations(STATEFUL))
         kwargs.setdefault("termination_grace_period", DEFAULT_GRACE_S)
+        kwargs.setdefault("priority_class_name", PRIORITY_CRITICAL)
+        kwargs.setdefault("deferrable", True)
         kwargs["labels"] = {COMPONENT_LABEL: "training", **(kwargs.get("labels") or {})}
         kwargs["annotations"] = {SAFE_TO_EVICT: "false", **(kwargs.get("annotations") or {})}
         if model_asset is not None:
@@ -169,26 +170,37 @@ class TrainingOperator(PodTaskOperator):
             task_options=self.task_options,
             extra_args=self.extra_args,
         )
-        backend = resolve_backend(self.backend)
-        if backend is Backend.KUBERNETES and self.create_pdb:
+        if resolve_backend(self.backend) is Backend.KUBERNETES and self.create_pdb:
             self._create_pdb(context)
+        return self._holding_pdb(lambda: super(TrainingOperator, self).execute(context))
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """The pod ended (or the trigger gave up): the budget stays only if a relaunched pod defers again."""
+        if self.create_pdb:
+            self._pdb_name = self._pdb_name_for(context)
+        return self._holding_pdb(lambda: super(TrainingOperator, self).trigger_reentry(context, event))
+
+    def _holding_pdb(self, run: Any) -> Any:
+        """Run ``run``; delete the budget when it ends, unless it deferred (a pod still runs)."""
         deferred = False
         try:
-            return super().execute(context)
+            return run()
         except TaskDeferred:
-            deferred = True  # the pod still runs; trigger_reentry removes the PDB when it ends
+            deferred = True
             raise
         finally:
             if not deferred:
                 self._delete_pdb()
 
-    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
-        try:
-            return super().trigger_reentry(context, event)
-        finally:
-            if self.create_pdb:
-                self._pdb_name = self._pdb_name_for(context)
-                self._delete_pdb()
+    def defer(self, *, trigger: Any, method_name: str, kwargs: Any = None, timeout: Any = None) -> Any:
+        """KPO's trigger, carrying the budget's name so a user's kill in the triggerer removes it too."""
+        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+        from mlk8s_airflow.triggers.pod import PodTaskTrigger
+
+        if isinstance(trigger, KubernetesPodTrigger) and not isinstance(trigger, PodTaskTrigger):
+            trigger = PodTaskTrigger.wrapping(trigger, pdb_name=self._pdb_name)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
 
     def on_pod_disrupted(self, context: Context, exc: PodDisrupted, count: int) -> None:
         self.log.warning(
@@ -227,53 +239,30 @@ class TrainingOperator(PodTaskOperator):
     @staticmethod
     def _pdb_name_for(context: Context) -> str:
         ti = context["ti"]
-        import hashlib
-
-        digest = hashlib.sha256(f"{ti.dag_id}/{ti.task_id}/{context['run_id']}/{ti.map_index}".encode()).hexdigest()
-        return f"mlk8s-train-{digest[:16]}"
+        return budget_name(ti.dag_id, ti.task_id, context["run_id"], ti.map_index)
 
     def pdb_body(self, context: Context) -> dict[str, Any]:
         """A PDB that blocks voluntary evictions (drains, autoscaler scale-down) of this task's pods."""
         # Every pod this task run launches (relaunches and retries included) carries these labels.
         selector = self._get_ti_pod_labels(context, include_try_number=False)
-        return {
-            "apiVersion": "policy/v1",
-            "kind": "PodDisruptionBudget",
-            "metadata": {
-                "name": self._pdb_name_for(context),
-                "namespace": self.namespace,
-                "labels": {COMPONENT_LABEL: "training"},
-            },
-            # Bare pods (no controller) only support an integer minAvailable; 1 blocks every voluntary eviction.
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": selector}},
-        }
+        return budget_body(self._pdb_name_for(context), str(self.namespace), selector, "training")
 
     def _create_pdb(self, context: Context) -> None:
-        from kubernetes.client import PolicyV1Api
-        from kubernetes.client.exceptions import ApiException
-
         if not self.namespace:
             self.namespace = self.hook.get_namespace() or "default"
         body = self.pdb_body(context)
-        api = PolicyV1Api(self.client.api_client)
-        try:
-            api.create_namespaced_pod_disruption_budget(self.namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:  # already there from an earlier attempt of this run: keep it
-                raise
+        create_budget(self.client.api_client, body)
         self._pdb_name = body["metadata"]["name"]
-        self.log.info("mlk8s: created PodDisruptionBudget %s/%s", self.namespace, self._pdb_name)
+        self.log.info("mlk8s: PodDisruptionBudget %s/%s protects this task's pods", self.namespace, self._pdb_name)
 
     def _delete_pdb(self) -> None:
-        from kubernetes.client import PolicyV1Api
         from kubernetes.client.exceptions import ApiException
 
         if self._pdb_name is None:
             return
         try:
-            PolicyV1Api(self.client.api_client).delete_namespaced_pod_disruption_budget(self._pdb_name, self.namespace)
-            self.log.info("mlk8s: deleted PodDisruptionBudget %s/%s", self.namespace, self._pdb_name)
+            if delete_budget(self.client.api_client, self._pdb_name, str(self.namespace)):
+                self.log.info("mlk8s: deleted PodDisruptionBudget %s/%s", self.namespace, self._pdb_name)
         except ApiException as exc:
-            if exc.status != 404:
-                self.log.warning("mlk8s: could not delete PodDisruptionBudget %s: %s", self._pdb_name, exc.reason)
+            self.log.warning("mlk8s: could not delete PodDisruptionBudget %s: %s", self._pdb_name, exc.reason)
         self._pdb_name = None

@@ -162,7 +162,14 @@ def test_raycluster_values_use_only_keys_the_chart_reads() -> None:
     values = load_one("raycluster-values.yaml")
     defaults = yaml.safe_load((schemas_dir() / "kuberay" / "ray-cluster-chart-values.yaml").read_text())
     # Keys the chart's template reads that its defaults file only mentions in comments.
-    templated_only = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "image", "disabled"}
+    templated_only = {
+        "rayVersion",
+        "enableInTreeAutoscaling",
+        "autoscalerOptions",
+        "image",
+        "disabled",
+        "priorityClassName",
+    }
     assert set(values) <= set(defaults)
     for section in ("head", "worker"):
         assert set(values[section]) <= set(defaults[section]) | templated_only, section
@@ -298,34 +305,25 @@ def test_pdbs_are_valid_and_track_the_raycluster(raycluster: dict[str, Any]) -> 
         assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
+# --- PriorityClasses ------------------------------------------------------------------------------------------
+
+
+def test_priorityclasses_are_valid_and_used_by_the_raycluster(raycluster: dict[str, Any]) -> None:
+    classes = {d["metadata"]["name"]: d for d in load_all("priorityclasses.yaml")}
+    for pc in classes.values():
+        validate_object(pc)
+        assert pc["globalDefault"] is False and "namespace" not in pc["metadata"]
+    assert classes["mlk8s-critical"]["value"] > classes["mlk8s-preemptible"]["value"]
+    assert classes["mlk8s-preemptible"]["preemptionPolicy"] == "Never"
+    used = {name: spec.get("priorityClassName") for name, spec in pod_specs(raycluster)}
+    assert used["headGroupSpec"] == "mlk8s-critical"
+    assert {v for k, v in used.items() if k != "headGroupSpec"} == {"mlk8s-preemptible"}
+
+
 # --- RBAC -----------------------------------------------------------------------------------------------------------
 
-#: What the operators call in namespace mlk8s (see the comments in helm-values/rbac.yaml), and nothing more.
-WORKER_NEEDS = {
-    ("", "pods"): {"create", "get", "list", "watch", "patch", "delete"},
-    ("", "pods/log"): {"get"},
-    ("", "pods/exec"): {"create"},
-    ("", "events"): {"list"},
-    ("policy", "poddisruptionbudgets"): {"create", "get", "delete"},
-    ("ray.io", "rayclusters"): {"get", "list", "patch"},
-}
-TRIGGERER_NEEDS = {
-    ("", "pods"): {"get", "delete"},
-    ("", "pods/log"): {"get"},
-    ("", "events"): {"list", "watch"},
-}
 
-
-def _grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
-    out: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
-    return out
-
-
-def test_rbac_is_valid_namespaced_and_exact(airflow_values: dict[str, Any]) -> None:
+def test_rbac_is_valid_and_namespaced(airflow_values: dict[str, Any]) -> None:
     docs = load_all("rbac.yaml")
     for doc in docs:
         validate_object(doc)
@@ -337,8 +335,7 @@ def test_rbac_is_valid_namespaced_and_exact(airflow_values: dict[str, Any]) -> N
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"wildcard in {role['metadata']['name']}.{field}"
             assert "resourceNames" not in rule or rule["resourceNames"]
-    assert _grants(roles["mlk8s-operators"]) == WORKER_NEEDS
-    assert _grants(roles["mlk8s-triggerer"]) == TRIGGERER_NEEDS
+    # What each Role grants is checked against the calls each component makes: tests/unit/k8s/test_rbac.py.
     bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] == "RoleBinding"}
     subjects = {b["roleRef"]["name"]: b["subjects"] for b in bindings.values()}
     assert set(subjects) == set(roles)
@@ -360,6 +357,7 @@ def test_every_helm_values_manifest_is_checked() -> None:
         "pdb-ray-head.yaml",
         "pdb-ray-workers.yaml",
         "rbac.yaml",
+        "priorityclasses.yaml",
     }
     present = {p.name for p in HELM_VALUES.iterdir() if p.suffix in (".yaml", ".yml")}
     assert present == checked

@@ -10,8 +10,14 @@ from mlk8s.disruption import OutcomeKind, classify_exit, classify_pod_status
 from mlk8s.pod_contract import EXIT_INTERRUPTED
 
 
-def _status(phase: str, *, exit_code: int | None = None, reason: str | None = None,
-            conditions: list[dict] | None = None, term_reason: str | None = None) -> dict:
+def _status(
+    phase: str,
+    *,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    conditions: list[dict] | None = None,
+    term_reason: str | None = None,
+) -> dict:
     status: dict = {"phase": phase, "reason": reason, "conditions": conditions or []}
     if exit_code is not None:
         status["container_statuses"] = [
@@ -82,6 +88,10 @@ def test_running_pod_is_not_finished() -> None:
         (0, OutcomeKind.SUCCEEDED),
         (-signal.SIGKILL, OutcomeKind.DISRUPTED),
         (-signal.SIGTERM, OutcomeKind.DISRUPTED),
+        (-signal.SIGSEGV, OutcomeKind.FAILED),
+        (-signal.SIGABRT, OutcomeKind.FAILED),
+        (-signal.SIGBUS, OutcomeKind.FAILED),
+        (-signal.SIGFPE, OutcomeKind.FAILED),
         (EXIT_INTERRUPTED, OutcomeKind.DISRUPTED),
         (1, OutcomeKind.FAILED),
         (2, OutcomeKind.FAILED),
@@ -93,3 +103,21 @@ def test_local_exit_codes(code: int, kind: OutcomeKind) -> None:
 
 def test_local_signal_is_named() -> None:
     assert "SIGKILL" in classify_exit(-signal.SIGKILL).reason
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (128 + signal.SIGKILL, OutcomeKind.DISRUPTED),
+        (128 + signal.SIGTERM, OutcomeKind.DISRUPTED),
+        (128 + signal.SIGSEGV, OutcomeKind.FAILED),
+        (128 + signal.SIGABRT, OutcomeKind.FAILED),
+    ],
+)
+def test_a_container_crash_is_a_failure_a_kill_from_outside_a_disruption(code: int, kind: OutcomeKind) -> None:
+    assert classify_pod_status(_status("Failed", exit_code=code)).kind is kind
+
+
+def test_a_local_crash_names_the_signal() -> None:
+    outcome = classify_exit(-signal.SIGSEGV)
+    assert outcome.kind is OutcomeKind.FAILED and "SIGSEGV" in outcome.reason

@@ -150,6 +150,7 @@ def test_training_pod_is_protected_by_a_pdb_while_it_runs(k8s_server: MockKubeSe
         startup_check_interval_seconds=1,
         checkpoint_uri="s3://bucket/ckpt",
         output_uri="s3://bucket/model",
+        deferrable=False,
     )
     original = op.on_pod_succeeded
 
@@ -192,3 +193,74 @@ def test_the_pod_we_send_is_a_valid_core_v1_pod_with_what_was_asked(k8s_kubeconf
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert base["securityContext"]["allowPrivilegeEscalation"] is False
     assert any(c["name"] == "airflow-xcom-sidecar" for c in pod["spec"]["containers"])
+
+
+def test_deferrable_relaunch_after_a_vanished_pod(k8s_server: MockKubeServer, k8s_kubeconfig: Path) -> None:
+    """Deferrable mode: a pod deleted while the task waited (evicted through the API) is a disruption."""
+    from tests.unit.mlk8s_airflow.operators.deferral import defer, resume
+
+    k8s_server.script_pod("job", logs=["step 1"], disruption=Disruption.evicted_by_api(vanish=True))
+    second = k8s_server.script_pod("job", logs=["resumed"], xcom={"ok": True})
+    ctx = context_for("job")
+    deferred = defer(lambda: pod_op(k8s_kubeconfig, deferrable=True, poll_interval=0.2).execute(ctx))
+    again = defer(lambda: resume(lambda: pod_op(k8s_kubeconfig, deferrable=True, poll_interval=0.2), ctx, deferred))
+    assert resume(lambda: pod_op(k8s_kubeconfig, deferrable=True), ctx, again) == {"ok": True}
+    assert second.played_on is not None and ctx["task_state_store"]["mlk8s_disruptions"] == 1
+
+
+def test_deferrable_code_failure_is_not_relaunched(k8s_server: MockKubeServer, k8s_kubeconfig: Path) -> None:
+    from tests.unit.mlk8s_airflow.operators.deferral import defer, resume
+
+    k8s_server.script_pod("job", logs=["boom"], exit_code=1)
+    spare = k8s_server.script_pod("job", xcom={"never": "used"})
+    ctx = context_for("job")
+    deferred = defer(lambda: pod_op(k8s_kubeconfig, deferrable=True, poll_interval=0.2).execute(ctx))
+    with pytest.raises(AirflowException):
+        resume(lambda: pod_op(k8s_kubeconfig, deferrable=True), ctx, deferred)
+    assert spare.played_on is None
+
+
+def test_user_values_in_arguments_are_sent_escaped(k8s_server: MockKubeServer, k8s_kubeconfig: Path) -> None:
+    """Issue 13: a Param rendered into the arguments never becomes a $(VAR) reference the kubelet expands."""
+    k8s_server.script_pod("job", logs=["ok"], xcom={})
+    op = pod_op(k8s_kubeconfig, arguments=["--output", "/$(RAY_AUTH_TOKEN)", "cost: $5"])
+    op.execute(context_for("job"))
+    sent = next(r.body for r in k8s_server.requests if r.method == "POST" and r.path.endswith("/pods"))
+    base = next(c for c in sent["spec"]["containers"] if c["name"] == "base")
+    assert base["args"] == ["--output", "/$$(RAY_AUTH_TOKEN)", "cost: $$5"]
+    assert base["command"] == ["python", "-m", "mlk8s.example"]
+
+
+def test_expanding_references_is_an_explicit_choice(k8s_kubeconfig: Path) -> None:
+    op = pod_op(k8s_kubeconfig, arguments=["$(POD_NAME)"], expand_env_references=True)
+    pod = op.build_pod_request_obj(context_for("job"), dry_run=True)
+    assert pod.spec.containers[0].args == ["$(POD_NAME)"]
+
+
+@pytest.mark.parametrize(
+    "requested",
+    [
+        {"readOnlyRootFilesystem": True, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+        "model",
+    ],
+)
+def test_a_container_security_context_is_merged_into_the_hardened_default(k8s_kubeconfig: Path, requested: Any) -> None:
+    """Issue 13: setting one field must not drop non-root, no privilege escalation and dropped capabilities."""
+    from kubernetes.client import models as k8s
+
+    if requested == "model":
+        requested = k8s.V1SecurityContext(
+            read_only_root_filesystem=True, capabilities=k8s.V1Capabilities(add=["NET_BIND_SERVICE"])
+        )
+    op = pod_op(k8s_kubeconfig, container_security_context=requested, security_context={"runAsUser": 1234})
+    pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context_for("job"), dry_run=True))
+    base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
+    assert base["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+    }
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1234
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,21 @@ def test_unknown_deployment_backend_names_the_setting(monkeypatch: pytest.Monkey
 def test_negative_max_disruptions_is_refused() -> None:
     with pytest.raises(ValueError, match="max_disruptions is -1"):
         PodTaskOperator(task_id="x", image=IMAGE, cmds=["true"], max_disruptions=-1)
+
+
+def test_a_param_naming_the_token_reaches_the_local_pod_literally(tmp_path: Path) -> None:
+    """Issue 13 on the local backend: `/$(RAY_AUTH_TOKEN)` from a Param is an argument, never the token."""
+    from tests.unit.mlk8s_airflow.operators.test_pod_kubernetes import context_for
+
+    out = tmp_path / "argv.json"
+    op = PodTaskOperator(
+        task_id="pod",
+        image=IMAGE,
+        backend="local",
+        cmds=["python", "-c", "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"],
+        arguments=[str(out), "/$(RAY_AUTH_TOKEN)", "$$"],
+        env_vars={"RAY_AUTH_TOKEN": "s3cret-token"},
+        do_xcom_push=False,
+    )
+    op.execute(context_for("pod"))
+    assert json.loads(out.read_text()) == ["/$(RAY_AUTH_TOKEN)", "$$"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
+from mlk8s_airflow.names import RAY_AUTH_SECRET, RAY_AUTH_SECRET_KEY
 from mlk8s_airflow.operators.preprocessing import PreprocessingOperator, preprocessing_arguments
 from tests.k8s_api import MockKubeServer
 from tests.unit.mlk8s_airflow.operators.test_pod_kubernetes import context_for
@@ -63,6 +64,7 @@ def test_driver_pod_on_kubernetes(k8s_server: MockKubeServer, k8s_kubeconfig: Pa
         output_uri="s3://out",
         ray_conn_id="ray_test",
         env_vars={"EXTRA": "1"},
+        deferrable=False,
     )
     ctx: dict[str, Any] = context_for("preprocess")
     assert op.execute(ctx) == {"output_rows": 9, "output_uri": "s3://out"}
@@ -73,7 +75,8 @@ def test_driver_pod_on_kubernetes(k8s_server: MockKubeServer, k8s_kubeconfig: Pa
     base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
     env = {e["name"]: e for e in base["env"]}
     assert env["RAY_ADDRESS"]["value"] == "mlk8s-ray-head-svc:6379"
-    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "ray-auth-token", "key": "token"}
+    # The Secret docs/deploy.md creates (tests/unit/k8s/test_names.py checks the two sides agree).
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": RAY_AUTH_SECRET, "key": RAY_AUTH_SECRET_KEY}
     assert "value" not in env["RAY_AUTH_TOKEN"]  # never the token itself
     assert env["EXTRA"]["value"] == "1"
     assert base["command"] == ["python", "-m", "mlk8s.preprocessing"]
@@ -99,7 +102,29 @@ def test_pod_without_connection_fails_before_launch(k8s_kubeconfig: Path) -> Non
 def test_pod_spec_is_schema_valid(ray_conn: None) -> None:
     import kubernetes_validate
 
-    op = PreprocessingOperator(task_id="p", image=IMAGE, namespace="mlk8s", input_uri="a", output_uri="b")
+    op = PreprocessingOperator(
+        task_id="p", image=IMAGE, namespace="mlk8s", input_uri="a", output_uri="b", ray_conn_id="ray_test"
+    )
     op.arguments = preprocessing_arguments(input_uri="a", output_uri="b", pipeline=None)
     pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(context_for("p"), dry_run=True))
     kubernetes_validate.validate(pod, "1.33", strict=True)
+
+
+def test_the_token_secret_is_configurable_and_the_task_defers(ray_conn: None) -> None:
+    op = PreprocessingOperator(
+        task_id="p",
+        image=IMAGE,
+        namespace="mlk8s",
+        input_uri="a",
+        output_uri="b",
+        ray_conn_id="ray_test",
+        ray_token_secret="team-ray",
+        ray_token_secret_key="token",
+    )
+    op.arguments = preprocessing_arguments(input_uri="a", output_uri="b", pipeline=None)
+    pod = op.build_pod_request_obj(context_for("p"), dry_run=True)
+    env = {e.name: e for e in pod.spec.containers[0].env}
+    ref = env["RAY_AUTH_TOKEN"].value_from.secret_key_ref
+    assert (ref.name, ref.key) == ("team-ray", "token")
+    assert env["RAY_ADDRESS"].value == "mlk8s-ray-head-svc:6379"
+    assert op.deferrable is True and pod.spec.priority_class_name == "mlk8s-preemptible"
