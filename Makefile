@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # Pip's progress and location warnings drown the output; errors still show.
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: venv demo up down test test-fast test-cluster lint typecheck bench clean
+.PHONY: venv chromium demo up down test test-fast test-cluster lint typecheck bench clean
 
 # The virtualenv is rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -33,7 +33,14 @@ up: venv
 down:
 	@if test -x $(PY); then PYTHONPATH=scripts $(PY) -m local_airflow down; else echo "==> nothing of make up is running"; fi
 
-test: venv
+# The browser tests drive Debian's chromium (never a browser build of Playwright's own): installed when missing.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { echo "==> installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "!! $(CHROMIUM) is missing: run 'apt-get install -y chromium' as root"; exit 1; }
+
+test: venv chromium
 	$(PY) -m pytest
 
 test-fast: venv

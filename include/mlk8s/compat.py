@@ -65,7 +65,7 @@ MEMBERS: dict[str, Member] = {
         "normalise a task's env_vars (dict or V1EnvVar list) before adding the Ray variables",
     ),
     # -- Airflow internals used by the UI plugin ------------------------------------------------------------
-    "airflow.XComModel": Member("airflow.models.xcom:XComModel", "read the Ray pool history XCom in the UI app"),
+    "airflow.XComModel": Member("airflow.models.xcom:XComModel", "read the XComs the UI pages draw"),
     "airflow.requires_access_dag": Member(
         "airflow.api_fastapi.core_api.security:requires_access_dag", "the UI pages honour Airflow's DAG access"
     ),
@@ -73,6 +73,17 @@ MEMBERS: dict[str, Member] = {
     "airflow.DagAccessEntity": Member(
         "airflow.api_fastapi.auth.managers.models.resource_details:DagAccessEntity", "which DAG resource a page reads"
     ),
+    "airflow.GetUserDep": Member(
+        "airflow.api_fastapi.core_api.security:GetUserDep", "the UI pages' caller, from a bearer token or the UI cookie"
+    ),
+    "airflow.get_auth_manager": Member(
+        "airflow.api_fastapi.app:get_auth_manager", "the UI pages' index lists only the DAGs a user may read"
+    ),
+    "airflow.TaskInstance": Member(
+        "airflow.models.taskinstance:TaskInstance", "the state and times of the task a UI page shows"
+    ),
+    "airflow.DagRun": Member("airflow.models.dagrun:DagRun", "the Ray pool page shows the sensor's latest run"),
+    "airflow.DagModel": Member("airflow.models.dag:DagModel", "the Ray pool page says when the sensor's DAG is paused"),
 }
 
 

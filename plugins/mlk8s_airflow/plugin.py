@@ -1,20 +1,22 @@
-"""The mlk8s AirflowPlugin, found through the package's ``airflow.plugins`` entry point (pyproject.toml).
+"""The mlk8s AirflowPlugin, found through the package's ``airflow.plugins`` entry point (pyproject.toml): the
+operators' extra links and the pages (training, preprocessing, Ray pool).
 
-It registers the operator extra links (so the UI can show them for serialized DAGs) and the "Ray pool" page,
-a plot of queue length vs pool size with the reason of every scaling decision.
+Loading it imports the links and the pages' mount only: neither KubernetesPodOperator, torch nor Ray (a test
+guards it). A deployment that also points ``[core] plugins_folder`` at ``plugins/`` (make up, the demo) loads it
+once all the same: ``plugins/.airflowignore`` keeps Airflow's folder loader out of the package, which would
+import every file there as a bare top-level module.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlk8s_airflow.links import RayDashboardLink
-from mlk8s_airflow.ui.ray_pool import EXTERNAL_VIEWS as RAY_POOL_VIEWS
-from mlk8s_airflow.ui.ray_pool import FASTAPI_APP as RAY_POOL_APP
+from mlk8s_airflow.links import PreprocessingPageLink, RayDashboardLink, TrainingPageLink
+from mlk8s_airflow.ui.mount import EXTERNAL_VIEWS, FASTAPI_APP
 
 
 class Mlk8sPlugin(AirflowPlugin):
     name = "mlk8s"
-    operator_extra_links = [RayDashboardLink()]
-    fastapi_apps = [RAY_POOL_APP]
-    external_views = RAY_POOL_VIEWS
+    operator_extra_links = [RayDashboardLink(), TrainingPageLink(), PreprocessingPageLink()]
+    fastapi_apps = [FASTAPI_APP]
+    external_views = EXTERNAL_VIEWS

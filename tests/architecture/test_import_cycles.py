@@ -12,9 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ROOTS = {"mlk8s": REPO / "include" / "mlk8s", "mlk8s_airflow": REPO / "plugins" / "mlk8s_airflow"}
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"mlk8s_airflow.ui.ray_pool", "mlk8s_airflow.ui.ray_pool_app"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -77,19 +77,8 @@ SETUP = textwrap.dedent(
                 tis[f"prep_{i}"].state = state
             tis["elsewhere"].state = "queued"
             tis["prep_0"].pool_slots = 2 if run_id == "r1" else 1
-        # A decision time series as the sensor stores it, for the "Ray pool" page.
-        from airflow.models.xcom import XComModel
-        XComModel.set(key="ray_pool_history", value=HISTORY, dag_id="ray_pool_queue", task_id="elsewhere",
-            run_id="r1", session=s)
     """
 )
-
-HISTORY = [
-    {"t": 1000.0, "queued": 5, "running": 0, "ray_pending": 0, "pool": 0, "target": 3, "reason": "scale up 0 -> 3"},
-    {"t": 1015.0, "queued": 1, "running": 3, "ray_pending": 0, "pool": 3, "target": 3, "reason": "hold 3"},
-    {"t": 1400.0, "queued": 0, "running": 0, "ray_pending": 0, "pool": 3, "target": 0, "reason": "<drained>"},
-]
-SETUP = f"HISTORY = {HISTORY!r}\n" + SETUP
 
 SERVE = textwrap.dedent(
     """
@@ -99,33 +88,17 @@ SERVE = textwrap.dedent(
     """
 )
 
-# The "Ray pool" page registered the way the mlk8s plugin registers it, so Airflow mounts it (before its UI's
-# catch-all route) and it runs behind Airflow's real auth.
-PLUGIN = textwrap.dedent(
-    """
-    from airflow.plugins_manager import AirflowPlugin
-    from mlk8s_airflow.ui.ray_pool import FASTAPI_APP
-
-    class RayPoolPagePlugin(AirflowPlugin):
-        name = "ray_pool_page_test"
-        fastapi_apps = [FASTAPI_APP]
-    """
-)
-
 
 @pytest.fixture(scope="module")
 def airflow_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     home = tmp_path_factory.mktemp("airflow_home")
     (home / "dags").mkdir()
     (home / "dags" / "ray_pool_queue.py").write_text(DAG_FILE)
-    (home / "plugins").mkdir()
-    (home / "plugins" / "ray_pool_page_test.py").write_text(PLUGIN)
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
         "AIRFLOW__CORE__AUTH_MANAGER": (
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
@@ -212,22 +185,6 @@ def test_expired_token_is_renewed(monkeypatch: pytest.MonkeyPatch, airflow_api: 
     hook.count_task_instances("ray", ["queued"])
     hook._token = "not-a-valid-token"
     assert hook.count_task_instances("ray", ["queued"]) == {"queued": 3}
-
-
-def test_ray_pool_page_plots_the_stored_history_behind_airflow_auth(airflow_api: dict[str, str]) -> None:
-    url = f"{airflow_api['base']}/mlk8s-ray-pool/"
-    params = {"dag_id": "ray_pool_queue", "task_id": "elsewhere"}
-    assert httpx.get(url, params=params).status_code in (401, 403)  # no token, no page
-    token = httpx.post(
-        f"{airflow_api['base']}/auth/token",
-        json={"username": airflow_api["login"], "password": airflow_api["password"]},
-    ).json()["access_token"]
-    page = httpx.get(url, params=params, headers={"Authorization": f"Bearer {token}"})
-    assert page.status_code == 200, page.text
-    assert 'class="series-pool"' in page.text and 'class="series-queued"' in page.text
-    assert "&lt;drained&gt;" in page.text and "<drained>" not in page.text  # reasons are escaped
-    empty = httpx.get(url, params={"dag_id": "nothing_here"}, headers={"Authorization": f"Bearer {token}"})
-    assert "no decisions yet" in empty.text
 
 
 # --- the DAG end to end (last in this module: it changes the "ray" pool's task states) ------------------------

@@ -24,7 +24,7 @@ from airflow.sdk import Asset
 from kubernetes.client import models as k8s
 
 from mlk8s import compat
-from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, RayDashboardLink
+from mlk8s_airflow.links import DASHBOARD_XCOM_KEY, PreprocessingPageLink, RayDashboardLink
 from mlk8s_airflow.names import (
     COMPONENT_LABEL,
     PRIORITY_PREEMPTIBLE,
@@ -97,7 +97,7 @@ class PreprocessingOperator(PodTaskOperator):
 
     template_fields = (*PodTaskOperator.template_fields, "input_uri", "output_uri", "pipeline", "partition")
     template_fields_renderers = {**PodTaskOperator.template_fields_renderers, "pipeline": "json"}
-    operator_extra_links = (RayDashboardLink(),)
+    operator_extra_links = (RayDashboardLink(), PreprocessingPageLink())
 
     def __init__(
         self,

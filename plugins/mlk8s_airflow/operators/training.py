@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from mlk8s_airflow.config import Backend, resolve_backend
 from mlk8s_airflow.disruption_budget import budget_body, budget_name, create_budget, delete_budget
+from mlk8s_airflow.links import TrainingPageLink
 from mlk8s_airflow.names import COMPONENT_LABEL, PRIORITY_CRITICAL, STATEFUL
 from mlk8s_airflow.operators.pod import PodDisrupted, PodTaskOperator
 from mlk8s_airflow.placement import SAFE_TO_EVICT, pool_affinity, pool_tolerations
@@ -125,6 +126,7 @@ class TrainingOperator(PodTaskOperator):
         "seed",
         "task_options",
     )
+    operator_extra_links = (TrainingPageLink(),)
 
     def __init__(
         self,
