@@ -101,7 +101,7 @@ class ClusterInABox:
     # --- set-up: the deployment guide ---------------------------------------------------------------------------
 
     def _follow_the_guide(self) -> None:
-        from mlk8s.local_ray import process_token
+        from mlk8s.ray_auth import process_token
 
         for guide in shipped.guide_paths():
             steps = shipped.DeploymentSteps.from_markdown(shipped.guide_sections(guide), process_token)
@@ -224,21 +224,11 @@ class ClusterInABox:
 
     def ray_nodes(self) -> list[dict[str, Any]]:
         """Alive Ray nodes as the head's GCS reports them (``RAY_CLOUD_INSTANCE_ID`` is the pod name)."""
-        from mlk8s import compat
-        from mlk8s.local_ray import enable_token_auth
+        from mlk8s.ray_gcs import GcsClient
 
-        enable_token_auth(self.ray_token)
-        infos = compat.get("ray.GcsClient")(address=self.ray_address).get_all_node_info(timeout=10)
-        return [
-            {
-                "node_id": i.node_id.hex(),
-                "ip": i.node_manager_address,
-                "head": bool(i.is_head_node),
-                "labels": dict(i.labels),
-            }
-            for i in infos.values()
-            if i.state == 0
-        ]
+        with GcsClient(self.ray_address, token=self.ray_token, timeout_s=10) as gcs:
+            nodes = gcs.nodes()
+        return [{"node_id": n.node_id, "ip": n.ip, "head": n.head, "labels": dict(n.labels)} for n in nodes]
 
     def wait_for_ray_nodes(self, count: int, timeout_s: float = 300.0) -> list[dict[str, Any]]:
         """Wait until ``count`` nodes (head included) are alive in the GCS."""
