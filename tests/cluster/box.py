@@ -75,6 +75,9 @@ class ClusterInABox:
 
     def start(self) -> ClusterInABox:
         try:
+            # Pods (uid 50000) reach the storage through this directory's path: let them traverse it (mkdtemp
+            # makes it 0700); the kubeconfigs beside it stay the test's own (kubeconfig()).
+            self.workdir.chmod(0o711)
             self.storage.mkdir(parents=True)
             self.storage.chmod(0o777)
             self.server.start()
@@ -146,6 +149,7 @@ class ClusterInABox:
         """A kubeconfig file for ``component`` (``worker``, ``triggerer``, ``scheduler``, ... or ``admin``)."""
         path = self.workdir / "kubeconfigs" / f"{component}.yaml"
         if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             token = self.server.token if component == "admin" else self.server.issue_token(self.identity(component))
             self.server.write_kubeconfig(path, self.namespace, token)
         return path
