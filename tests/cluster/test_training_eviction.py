@@ -70,12 +70,6 @@ def _reference_model(tmp_path: Path) -> bytes:
     return (out / "model" / "model.safetensors").read_bytes()
 
 
-@pytest.mark.xfail(
-    reason="unfinished: the 429, the preemption, the relaunch in the same try and the resume pass; KPO's read of "
-    "the XCom sidecar then fails with AttributeError 'NoneType'.decode (the box's exec/emptyDir path, not yet "
-    "diagnosed)",
-    strict=False,
-)
 def test_the_training_pod_is_refused_eviction_by_its_pdb_then_preempted_and_resumes_with_no_retry(
     cluster: ClusterInABox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
