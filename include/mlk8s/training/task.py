@@ -29,7 +29,7 @@ before training starts and exits with the usage code.
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -158,21 +158,20 @@ class TrainingTask:
 
 
 def load_task_class(dotted: str) -> type[TrainingTask]:
-    """Import ``package.module:Class`` (or ``package.module.Class``); raises TaskUsageError naming --task."""
-    module_name, sep, attr = dotted.partition(":")
-    if not sep:
-        module_name, _, attr = dotted.rpartition(".")
-    if not module_name or not attr:
+    """Import ``package.module:Class`` (or ``package.module.Class``) as the pipeline spec's dotted paths are
+    (``pkgutil.resolve_name``); raises TaskUsageError naming --task."""
+    if "." not in dotted and ":" not in dotted:
         raise TaskUsageError("--task", f"{dotted!r} is not a dotted path; use package.module:ClassName")
     try:
-        module = importlib.import_module(module_name)
+        obj = pkgutil.resolve_name(dotted)
     except ImportError as exc:
         raise TaskUsageError(
-            "--task", f"cannot import module {module_name!r} ({exc}); check the spelling and that it is installed"
+            "--task", f"cannot import module of {dotted!r} ({exc}); check the spelling and that it is installed"
         ) from exc
-    obj = getattr(module, attr, None)
-    if obj is None:
-        raise TaskUsageError("--task", f"module {module_name!r} has no attribute {attr!r}")
+    except (AttributeError, ValueError) as exc:
+        raise TaskUsageError(
+            "--task", f"{dotted!r} does not name a class ({exc}); use package.module:ClassName"
+        ) from exc
     if not (isinstance(obj, type) and issubclass(obj, TrainingTask)):
         raise TaskUsageError("--task", f"{dotted!r} is not a subclass of mlk8s.training.TrainingTask")
     return obj

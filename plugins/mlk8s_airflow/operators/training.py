@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: Room for the emergency checkpoint after SIGTERM (the trainer only writes it if it fits).
-DEFAULT_GRACE_S = 120
+TRAINING_GRACE_S = 120
 _OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
@@ -153,7 +153,7 @@ class TrainingOperator(PodTaskOperator):
         kwargs.setdefault("cmds", ["python", "-m", "mlk8s.training"])
         kwargs.setdefault("affinity", pool_affinity(STATEFUL, required=True))
         kwargs.setdefault("tolerations", pool_tolerations(STATEFUL))
-        kwargs.setdefault("termination_grace_period", DEFAULT_GRACE_S)
+        kwargs.setdefault("termination_grace_period", TRAINING_GRACE_S)
         kwargs.setdefault("priority_class_name", PRIORITY_CRITICAL)
         kwargs.setdefault("deferrable", True)
         kwargs["labels"] = {COMPONENT_LABEL: "training", **(kwargs.get("labels") or {})}

@@ -38,7 +38,7 @@ DEFAULT_PASSTHROUGH = (
     "RAY_AUTH_TOKEN_PATH",
 )
 #: Kubernetes' default terminationGracePeriodSeconds.
-DEFAULT_GRACE_S = 30.0
+KUBELET_DEFAULT_GRACE_S = 30.0
 _PYTHON_NAMES = re.compile(r"^python(3(\.\d+)?)?$")
 
 
@@ -105,5 +105,5 @@ def process_spec_from_pod(
         env=env,
         cwd=_working_dir(container, scratch_dir),
         xcom_dir=xcom_dir,
-        grace_s=float(DEFAULT_GRACE_S if grace is None else grace),
+        grace_s=float(KUBELET_DEFAULT_GRACE_S if grace is None else grace),
     )
