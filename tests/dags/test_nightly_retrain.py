@@ -77,7 +77,7 @@ def assert_reads_only_its_partition(dr: Any, xcoms: dict[str, Any], data_root: P
     committed, train = xcoms["preprocess"], xcoms["train"]
     table = DeltaTable(str(data_root / "features"))
     assert table.metadata().partition_columns == ["run_key"]
-    mine = table.to_pyarrow_table(partitions=[("run_key", "=", run_key(dr.run_id))])
+    mine = table.to_pyarrow_table(filters=[("run_key", "=", run_key(dr.run_id))])
     assert committed["partition"] == {"run_key": run_key(dr.run_id)}
     assert mine.num_rows == committed["output_rows"] > 0
     assert train["data"]["kind"] == "delta" and train["data"]["partition"] == committed["partition"]
