@@ -27,11 +27,12 @@ _process_token: str | None = None
 
 
 def process_token() -> str:
-    """The token every cluster started by this process accepts: ``RAY_AUTH_TOKEN`` if set, else a new one."""
+    """The token every cluster started by this process accepts: the one this process was given
+    (``RAY_AUTH_TOKEN``, or the file at ``RAY_AUTH_TOKEN_PATH``), else a new one."""
     global _process_token
     with _token_lock:
         if _process_token is None:
-            _process_token = os.environ.get(AUTH_TOKEN_ENV) or secrets.token_hex(32)
+            _process_token = token_from_env() or secrets.token_hex(32)
         return _process_token
 
 

@@ -101,7 +101,7 @@ class ClusterInABox:
     # --- set-up: the deployment guide ---------------------------------------------------------------------------
 
     def _follow_the_guide(self) -> None:
-        from mlk8s.local_ray import process_token
+        from mlk8s.ray_auth import process_token
 
         for guide in shipped.guide_paths():
             steps = shipped.DeploymentSteps.from_markdown(shipped.guide_sections(guide), process_token)

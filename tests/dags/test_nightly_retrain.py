@@ -33,7 +33,7 @@ def dag(airflow_db: Path) -> Any:
 
 @pytest.fixture
 def ray_env(monkeypatch: pytest.MonkeyPatch, ray_cluster: Any) -> Iterator[None]:
-    from mlk8s.local_ray import process_token
+    from mlk8s.ray_auth import process_token
 
     host, port = ray_cluster.address.rsplit(":", 1)
     monkeypatch.setenv(
