@@ -9,7 +9,11 @@ database migration), with the same environment as every Airflow component. It
 2. checks the connections the code uses (``ray_default``, ``airflow_api_default``, ``kubernetes_default``),
    which the values define as ``AIRFLOW_CONN_*`` variables (the API user's password from a Secret): each
    must resolve and name what the code needs, else the step fails naming the connection and the fix;
-3. with ``--check-api``, logs in to the Airflow API as the Ray pool sensor will (bounded wait for the API
+3. checks that every Airflow pool a task of the deployed DAGs (``--dags-folder``, default Airflow's
+   ``[core] dags_folder``) names exists: the scheduler never queues a task whose pool is missing and only
+   warns in its own log, so such a task would wait forever with nothing in its own log or the UI saying why;
+   the step fails naming the pool, the tasks and the fix;
+4. with ``--check-api``, logs in to the Airflow API as the Ray pool sensor will (bounded wait for the API
    server), so a wrong password shows up at install time rather than in the sensor's first cycle.
 
 The pool is written through the ``airflow pools set`` command (an exec array, no shell), the interface
@@ -22,8 +26,9 @@ import argparse
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlk8s.pod_contract import EXIT_USAGE
 from mlk8s_airflow.names import AIRFLOW_API_CONN_ID, KUBERNETES_CONN_ID, RAY_CONN_ID, RAY_POOL
@@ -58,6 +63,63 @@ def create_pool(spec: PoolSpec) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"airflow pools set {spec.name} failed: {(done.stderr or done.stdout).strip()[-500:]}")
     print(f"mlk8s setup: Airflow pool {spec.name!r}: {spec.slots} slots, include_deferred={spec.include_deferred}")
+
+
+def existing_pools() -> set[str]:
+    """The names of the Airflow pools that exist now. This step runs with the metadata database, as
+    ``airflow pools`` does (it is no task); reading the names in-process spares a second CLI start."""
+    from airflow.models.pool import Pool
+
+    return {str(pool.pool) for pool in Pool.get_pools()}
+
+
+def pools_of_dags(dags_folder: Path) -> dict[str, list[str]]:
+    """Pool -> the ``dag_id.task_id`` of each task that names it, for the DAG files under ``dags_folder``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(dags_folder), safe_mode=False)
+    if bag.import_errors:
+        files = ", ".join(sorted(bag.import_errors))
+        raise SetupError(f"DAG files under {dags_folder} do not import ({files}): fix them, then rerun this step")
+    used: dict[str, list[str]] = {}
+    for dag_id, dag in sorted(bag.dags.items()):
+        for task in dag.tasks:
+            used.setdefault(task.pool, []).append(f"{dag_id}.{task.task_id}")
+    return used
+
+
+def missing_pools(used: Mapping[str, Sequence[str]], existing: set[str]) -> str | None:
+    """The error for the pools ``used`` names that do not exist (None: all exist). Pure."""
+    missing = sorted(set(used) - existing)
+    if not missing:
+        return None
+    lines = []
+    for pool in missing:
+        tasks = ", ".join(used[pool][:5]) + (f" and {len(used[pool]) - 5} more" if len(used[pool]) > 5 else "")
+        lines.append(
+            f"Airflow pool {pool!r} does not exist, and tasks {tasks} run in it: the scheduler never queues a "
+            f"task whose pool is missing (it only warns in its own log). Create it with `airflow pools set {pool} "
+            "<slots> <description>` (Admin > Pools), or set those tasks' pool= to an existing pool"
+        )
+    return "; ".join(lines)
+
+
+def check_dag_pools(dags_folder: Path) -> None:
+    """Every pool the deployed DAGs' tasks name exists (run after this step created ``ray``)."""
+    if not dags_folder.is_dir():
+        print(f"mlk8s setup: no DAG folder at {dags_folder}: the pools of DAGs are not checked")
+        return
+    used = pools_of_dags(dags_folder)
+    error = missing_pools(used, existing_pools())
+    if error:
+        raise SetupError(error)
+    print(f"mlk8s setup: every pool the DAGs under {dags_folder} use exists: {', '.join(sorted(used)) or 'none'}")
+
+
+def default_dags_folder() -> Path:
+    from airflow.sdk import conf
+
+    return Path(conf.get("core", "dags_folder")).expanduser()
 
 
 def check_connections() -> None:
@@ -114,6 +176,9 @@ def check_api_login(wait_s: float) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlk8s_airflow.setup", description=__doc__.split("\n")[0])
     parser.add_argument("--ray-pool-slots", type=int, default=DEFAULT_RAY_POOL_SLOTS)
+    parser.add_argument(
+        "--dags-folder", type=Path, default=None, help="the DAGs whose pools must exist (default: [core] dags_folder)"
+    )
     parser.add_argument("--check-api", action="store_true", help="also log in to the Airflow API")
     parser.add_argument("--api-wait-s", type=float, default=300.0, help="how long --check-api waits for the API")
     return parser.parse_args(argv)
@@ -124,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_connections()
         create_pool(ray_pool(args.ray_pool_slots))
+        check_dag_pools(args.dags_folder or default_dags_folder())
         if args.check_api:
             check_api_login(args.api_wait_s)
     except SetupError as exc:

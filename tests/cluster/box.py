@@ -75,6 +75,9 @@ class ClusterInABox:
 
     def start(self) -> ClusterInABox:
         try:
+            # Pods (uid 50000) reach the storage through this directory's path: let them traverse it (mkdtemp
+            # makes it 0700); the kubeconfigs beside it stay the test's own (kubeconfig()).
+            self.workdir.chmod(0o711)
             self.storage.mkdir(parents=True)
             self.storage.chmod(0o777)
             self.server.start()
@@ -146,6 +149,7 @@ class ClusterInABox:
         """A kubeconfig file for ``component`` (``worker``, ``triggerer``, ``scheduler``, ... or ``admin``)."""
         path = self.workdir / "kubeconfigs" / f"{component}.yaml"
         if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
             token = self.server.token if component == "admin" else self.server.issue_token(self.identity(component))
             self.server.write_kubeconfig(path, self.namespace, token)
         return path
@@ -224,21 +228,11 @@ class ClusterInABox:
 
     def ray_nodes(self) -> list[dict[str, Any]]:
         """Alive Ray nodes as the head's GCS reports them (``RAY_CLOUD_INSTANCE_ID`` is the pod name)."""
-        from mlk8s import compat
-        from mlk8s.local_ray import enable_token_auth
+        from mlk8s.ray_gcs import GcsClient
 
-        enable_token_auth(self.ray_token)
-        infos = compat.get("ray.GcsClient")(address=self.ray_address).get_all_node_info(timeout=10)
-        return [
-            {
-                "node_id": i.node_id.hex(),
-                "ip": i.node_manager_address,
-                "head": bool(i.is_head_node),
-                "labels": dict(i.labels),
-            }
-            for i in infos.values()
-            if i.state == 0
-        ]
+        with GcsClient(self.ray_address, token=self.ray_token, timeout_s=10) as gcs:
+            nodes = gcs.nodes()
+        return [{"node_id": n.node_id, "ip": n.ip, "head": n.head, "labels": dict(n.labels)} for n in nodes]
 
     def wait_for_ray_nodes(self, count: int, timeout_s: float = 300.0) -> list[dict[str, Any]]:
         """Wait until ``count`` nodes (head included) are alive in the GCS."""

@@ -28,7 +28,7 @@ chart's ServiceAccounts named by helm-values/airflow-values.yaml. It waits until
   judged against helm-values/rbac.yaml (``.ungranted``, ``.unused``, ``.ok``, ``.explain()``); the lower
   level is ``tests.k8s_api.audit.rbac_usage(records, rbac_objects, user)``.
 * Ray: ``cluster.ray_token`` (from Secret ``mlk8s/mlk8s-ray-auth``; it equals this process's
-  :func:`mlk8s.local_ray.process_token`), ``cluster.ray_address`` (``<head pod IP>:6379``, reachable from
+  :func:`mlk8s.ray_auth.process_token`), ``cluster.ray_address`` (``<head pod IP>:6379``, reachable from
   this process), ``cluster.ray_service_address`` (the head Service's FQDN:6379, what pods resolve),
   ``cluster.ray_pods(node_type=None, group=None)``, ``cluster.head_pod()``, ``cluster.ray_nodes()`` (alive
   GCS nodes), ``cluster.wait_for_ray_nodes(count)``, ``cluster.scale_worker_group(group, replicas,

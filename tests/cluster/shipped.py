@@ -5,7 +5,7 @@ The cluster tier never writes its own copy of a deployment. It runs the shell st
 against the mock API server, so a Secret name, a key or a file that the docs get wrong breaks the tier:
 
 * ``NAME=$(openssl rand -hex N)`` / ``-base64 N`` assign random values (a variable holding ``-hex 32`` is this
-  test process's Ray token, :func:`mlk8s.local_ray.process_token`, because Ray caches one token per process and
+  test process's Ray token, :func:`mlk8s.ray_auth.process_token`, because Ray caches one token per process and
   in-process clients of local Ray clusters and of this cluster must agree); ``for v in a b; do ... done``
   loops; ``$VAR``, ``"$VAR"`` and ``'...'`` as a shell reads them;
 * ``kubectl create namespace``, ``kubectl apply -f FILE ...`` (``-n``), ``kubectl -n NS create secret generic

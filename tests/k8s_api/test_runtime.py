@@ -379,3 +379,30 @@ def test_a_kubelet_eviction_kills_at_once_and_leaves_the_pod_failed(
         "DisruptionTarget"
     ] == "TerminationByKubelet"
     core.delete_namespaced_pod("pressured", NS)
+
+
+def test_kpo_reads_the_xcom_sidecar_through_the_emptydir_both_containers_mount(
+    server: MockKubeServer, core: client.CoreV1Api
+) -> None:
+    """KPO's XCom path on a running pod: the main container writes return.json into the shared emptyDir and
+    ends; KPO execs into the still-running sidecar, reads the file, and stops the sidecar."""
+    from airflow.providers.cncf.kubernetes.utils.pod_manager import PodManager
+    from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
+
+    body = pod(
+        "xcom",
+        ["sh", "-c", "echo '{\"steps\": 3}' > /airflow/xcom/return.json"],
+        volumes=[{"name": "xcom", "emptyDir": {}}],
+        securityContext={"runAsUser": 50000},
+    )
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "xcom", "mountPath": "/airflow/xcom"}]
+    body["spec"]["containers"].append(core.api_client.sanitize_for_serialization(PodDefaults.SIDECAR_CONTAINER))
+    core.create_namespaced_pod(NS, body)
+    wait_for(
+        lambda: (p := server.get("pods", "xcom", NS)) and "terminated" in (main_status(p).get("state") or {}),
+        30,
+        "the main container to end",
+    )
+    assert PodManager(kube_client=core).extract_xcom(core.read_namespaced_pod("xcom", NS)).strip() == '{"steps": 3}'
+    ended(server, "xcom")  # the sidecar stopped on KPO's kill: the pod ends
+    core.delete_namespaced_pod("xcom", NS, grace_period_seconds=0)

@@ -117,8 +117,6 @@ def request_to_rbac(method: str, path: str, query: dict[str, str]) -> tuple[str,
     sub = rest[2] if len(rest) > 2 else None
     if sub:
         resource = f"{resource}/{sub}"
-    if sub == "exec":
-        return group, resource, "create"  # a websocket exec is authorized as create since Kubernetes 1.30
     verb = {
         "POST": "create",
         "PUT": "update",
@@ -131,3 +129,14 @@ def request_to_rbac(method: str, path: str, query: dict[str, str]) -> tuple[str,
         else:
             verb = "get" if name else "list"
     return group, resource, verb
+
+
+def rbac_checks(method: str, path: str, query: dict[str, str]) -> set[tuple[str, str, str]]:
+    """Every (apiGroup, resource, verb) the API server checks for a request: a websocket exec is a GET,
+    authorized as ``get`` on pods/exec and, since Kubernetes 1.35 (AuthorizePodWebsocketUpgradeCreatePermission),
+    a second time as ``create``."""
+    group, resource, verb = request_to_rbac(method, path, query)
+    checks = {(group, resource, verb)}
+    if resource in ("pods/exec", "pods/attach", "pods/portforward") and verb == "get":
+        checks.add((group, resource, "create"))
+    return checks

@@ -365,7 +365,7 @@ def test_every_helm_values_manifest_is_checked() -> None:
 
 def test_the_checkers_have_teeth() -> None:
     """The security and RBAC checkers above flag what they should (so their passing means something)."""
-    from tests.unit.k8s.manifests import rbac_allows, request_to_rbac
+    from tests.unit.k8s.manifests import rbac_allows, rbac_checks, request_to_rbac
 
     root = {"containers": [{"name": "c", "securityContext": {"runAsUser": 0, "privileged": True}}]}
     problems = security_violations("pod", root)
@@ -375,6 +375,11 @@ def test_the_checkers_have_teeth() -> None:
     assert not rbac_allows(rules, "", "secrets", "get")
     assert not rbac_allows(rules, "ray.io", "rayclusters", "delete")
     assert request_to_rbac("GET", "/api/v1/namespaces/mlk8s/pods", {"watch": "True"}) == ("", "pods", "watch")
+    exec_path = "/api/v1/namespaces/mlk8s/pods/p/exec"
+    assert rbac_checks("GET", exec_path, {}) == {("", "pods/exec", "get"), ("", "pods/exec", "create")}
+    assert not rbac_allows(
+        [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}], "", "pods/exec", "get"
+    )
     assert request_to_rbac("PATCH", "/apis/ray.io/v1/namespaces/mlk8s/rayclusters/x", {}) == (
         "ray.io",
         "rayclusters",

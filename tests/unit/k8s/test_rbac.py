@@ -19,7 +19,7 @@ import pytest
 from mlk8s.scaling import Decision, Worker
 from mlk8s_airflow.names import TRIGGERER_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT
 from tests.k8s_api import MockKubeServer, PodScript
-from tests.unit.k8s.manifests import load_all, rbac_allows, request_to_rbac
+from tests.unit.k8s.manifests import load_all, rbac_allows, rbac_checks
 from tests.unit.mlk8s_airflow.actuators.test_kuberay import NAME, pod, raycluster
 from tests.unit.mlk8s_airflow.operators.deferral import defer, first_event, rebuilt
 from tests.unit.mlk8s_airflow.operators.test_pod_kubernetes import context_for, pod_op
@@ -56,7 +56,7 @@ class Recorder:
         self._from = len(self.server.requests)
 
     def stop(self) -> None:
-        self.calls |= {request_to_rbac(r.method, r.path, r.query) for r in self.server.requests[self._from :]}
+        self.calls |= {c for r in self.server.requests[self._from :] for c in rbac_checks(r.method, r.path, r.query)}
 
 
 def _ray_pool(server: MockKubeServer, api: Any) -> Any:

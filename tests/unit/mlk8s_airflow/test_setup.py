@@ -61,7 +61,54 @@ def test_the_init_step_creates_the_ray_pool_counting_deferred_tasks(airflow_db: 
     pool, _ = json.JSONDecoder().raw_decode(listed.stdout[listed.stdout.index("[{") :])
     assert pool[0]["pool"] == RAY_POOL and int(pool[0]["slots"]) == 6
     assert str(pool[0]["include_deferred"]).lower() == "true"
-    assert run_setup().returncode == 0  # idempotent: an upgrade runs it again
+    again = run_setup()
+    assert again.returncode == 0, again.stderr  # idempotent: an upgrade runs it again
+    assert "every pool the DAGs under" in again.stdout and "ray" in again.stdout  # the shipped DAGs' pools exist
+
+
+A_DAG_IN_A_MISSING_POOL = """
+import pendulum
+from airflow.sdk import dag
+from mlk8s_airflow.operators.preprocessing import PreprocessingOperator
+
+@dag(dag_id="gpu_features", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
+def gpu_features():
+    PreprocessingOperator(task_id="embed", input_uri="s3://in", output_uri="s3://out", pool="ray-gpu")
+
+gpu_features()
+"""
+
+
+def test_a_task_in_a_pool_that_does_not_exist_fails_the_step_naming_the_pool_and_the_fix(
+    airflow_db: Path, tmp_path: Path
+) -> None:
+    """The scheduler never queues such a task and says so only in its own log: the init step must say it."""
+    (tmp_path / "gpu_features.py").write_text(A_DAG_IN_A_MISSING_POOL)
+    done = run_setup("--dags-folder", str(tmp_path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Airflow pool 'ray-gpu' does not exist, and tasks gpu_features.embed run in it" in done.stderr
+    assert "airflow pools set ray-gpu <slots> <description>" in done.stderr
+    assert "Traceback" not in done.stderr
+    created = subprocess.run(
+        [sys.executable, "-m", "airflow", "pools", "set", "ray-gpu", "2", "GPU work"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    assert run_setup("--dags-folder", str(tmp_path)).returncode == 0  # the fix the message names works
+
+
+def test_missing_pools_names_each_missing_pool_once_with_its_tasks() -> None:
+    from mlk8s_airflow.setup import missing_pools
+
+    used = {"ray": ["a.t"], "gpu": [f"d.t{i}" for i in range(7)], "default_pool": ["b.t"]}
+    assert missing_pools(used, {"ray", "default_pool", "gpu"}) is None
+    error = missing_pools(used, {"default_pool"})
+    assert error is not None
+    assert error.count("does not exist") == 2
+    assert "tasks d.t0, d.t1, d.t2, d.t3, d.t4 and 2 more run in it" in error
 
 
 @pytest.mark.parametrize(
