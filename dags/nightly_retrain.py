@@ -6,6 +6,8 @@ Runs unchanged on Kubernetes (``[mlk8s] backend = kubernetes``, the Helm values)
 
 Every path is keyed by the run (``{{ run_id | run_key }}``), so a run triggered without a logical date works,
 two runs of one day never share data, and a rerun of a run (a cleared task) redoes its own data in place.
+The features are one Delta table partitioned by ``run_key``: preprocessing replaces this run's partition, and
+training and evaluation read that partition at the Delta version preprocessing committed (its XCom).
 The first task refuses conf keys no Param declares. The model Asset gets an event only from ``publish``,
 which runs only when ``evaluate`` found the candidate not worse than the live model on the same held-out
 rows; ``live_model`` says which model is live either way. This file only wires tasks.
@@ -37,7 +39,10 @@ RUN_KEY = "{{ run_id | run_key }}"
 RUN_DIR = "{{ params.data_root }}/nightly_retrain/runs/" + RUN_KEY
 REGISTRY = "{{ params.data_root }}/models/document_classifier"
 CANDIDATE = f"{REGISTRY}/candidates/{RUN_KEY}"
-FEATURES_URI = f"{RUN_DIR}/features"
+FEATURES_URI = "{{ params.data_root }}/features"
+#: This run's partition of the features table, and the table version preprocessing committed it in.
+FEATURES_PARTITION = {"run_key": RUN_KEY}
+FEATURES_VERSION = "{{ ti.xcom_pull(task_ids='preprocess')['delta_version'] }}"
 #: The training task's options; evaluate and publish get the same, so the live model can be rebuilt and scored.
 TASK_OPTIONS: dict[str, str] = {}
 
@@ -98,11 +103,14 @@ def nightly_retrain() -> None:
         task_id="preprocess",
         input_uri=f"{RUN_DIR}/raw/documents.parquet",
         output_uri=FEATURES_URI,
+        partition=FEATURES_PARTITION,
         output_asset=FEATURES,
     )
     train = TrainingOperator(
         task_id="train",
         data_uri=FEATURES_URI,
+        data_partition=FEATURES_PARTITION,
+        data_version=FEATURES_VERSION,
         checkpoint_uri=f"{RUN_DIR}/checkpoints",
         output_uri=CANDIDATE,
         epochs="{{ params.epochs }}",
@@ -121,6 +129,8 @@ def nightly_retrain() -> None:
         registry_uri=REGISTRY,
         candidate_uri=CANDIDATE,
         data_uri=FEATURES_URI,
+        data_partition=FEATURES_PARTITION,
+        data_version=FEATURES_VERSION,
         task_options=TASK_OPTIONS,
         tolerance="{{ params.tolerance }}",
         force="{{ params.force_publish }}",

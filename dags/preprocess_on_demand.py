@@ -45,8 +45,9 @@ _RUN_DIR_EXPR = json.dumps(f"{DATA_ROOT}/preprocess_on_demand/runs/") + " ~ (run
     user_defined_filters=RUN_KEY_FILTERS,
     params={
         "input_uri": Param(
-            "",
-            type="string",
+            None,
+            # Nullable: the trigger form disables its button while a required (non-null) field is empty.
+            type=["null", "string"],
             pattern=r"^\S*$",
             description="Documents to preprocess: a file or directory of Parquet, JSON lines or text/HTML files "
             "(a path, s3:// or gs:// URI). Empty: this run writes sample documents of its own first.",
@@ -77,8 +78,9 @@ _RUN_DIR_EXPR = json.dumps(f"{DATA_ROOT}/preprocess_on_demand/runs/") + " ~ (run
             description="The part of the input rows to keep, chosen by id (the same rows on every rerun).",
         ),
         "output_uri": Param(
-            "",
-            type="string",
+            None,
+            # Nullable: the trigger form disables its button while a required (non-null) field is empty.
+            type=["null", "string"],
             pattern=r"^\S*$",
             description="Where the output is committed (replaced by a rerun). Empty: under this run's own "
             f"directory in {DATA_ROOT}/preprocess_on_demand/runs/.",

@@ -30,6 +30,7 @@ from local_airflow.settings import (
     SettingsError,
     port_from_env,
 )
+from mlk8s.local_ray.pool import LocalRayPool
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
@@ -74,26 +75,35 @@ def _died(records: list[supervisor.Record]) -> str | None:
     return None
 
 
+#: How long ``up`` waits for the Ray pool's head (Ray gives a node 30 s to register; the service retries).
+RAY_POOL_START_TIMEOUT_S = 240
+
+
 def _start_ray_pool(settings: Settings, token: str) -> dict[str, object]:
-    record = supervisor.read(settings.run_dir, RAY_POOL_SERVICE)
-    if supervisor.alive(record) and settings.ray_state_file.exists():
-        return dict(json.loads(settings.ray_state_file.read_text()))
-    settings.ray_state_file.parent.mkdir(parents=True, exist_ok=True)
-    settings.ray_state_file.unlink(missing_ok=True)
+    """Start the local Ray pool service (``mlk8s.local_ray.pool``), or find it running; its ``status`` JSON.
+
+    The service's nodes run in sessions of their own and outlive this call; the token travels in the start's
+    environment, so a restarted pool accepts the token Airflow's components already hold.
+    """
     env = _with_scripts_path(settings.component_env(RAY_POOL_SERVICE, None))
     env["RAY_AUTH_TOKEN"] = token
-    argv = [sys.executable, "-m", "local_airflow.ray_pool", "--state", str(settings.ray_state_file)]
-    argv += ["--temp-dir", str(settings.ray_temp_dir), "--head-cpus", str(settings.ray_cpus)]
-    record = supervisor.start(
-        settings.run_dir, RAY_POOL_SERVICE, argv, env, REPO, settings.log_dir / f"{RAY_POOL_SERVICE}.log"
-    )
-    readiness.wait_until(
-        lambda: None if settings.ray_state_file.exists() else "no head yet",
-        timeout_s=180,
-        what="the Ray pool",
-        died=lambda: _died([record]),
-    )
-    return dict(json.loads(settings.ray_state_file.read_text()))
+    argv = [sys.executable, "-m", "mlk8s.local_ray.pool", "start", "--state-dir", str(settings.ray_state_dir)]
+    argv += ["--head-cpus", str(settings.ray_cpus)]
+    log = settings.log_dir / f"{RAY_POOL_SERVICE}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=RAY_POOL_START_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise UpError(
+            f"the Ray pool did not start in {RAY_POOL_START_TIMEOUT_S} s (a busy machine?): run `make down` "
+            f"and `make up` again; its output:\n{exc.stderr or ''}"
+        ) from None
+    with log.open("a") as out:
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)} -> {done.returncode}\n")
+        out.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise UpError(f"the Ray pool did not start; its output ({log}):\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def _provision(settings: Settings, ray: dict[str, object]) -> dict[str, str]:
@@ -204,7 +214,7 @@ def _relative(path: Path) -> str:
 
 #: The order ``down`` stops things in: what starts tasks first, then the api-server once no client is left (its
 #: graceful shutdown waits for open requests), then the Ray pool the tasks ran on.
-STOP_ORDER = (("scheduler", "triggerer", "dag-processor"), ("api-server",), (RAY_POOL_SERVICE,))
+STOP_ORDER = (("scheduler", "triggerer", "dag-processor"), ("api-server",))
 
 
 def down(settings: Settings) -> int:
@@ -214,6 +224,8 @@ def down(settings: Settings) -> int:
         records = [r for r in (supervisor.read(settings.run_dir, n) for n in names) if r is not None]
         stopped += [r.name for r in records if supervisor.alive(r)]
         killed += supervisor.stop(settings.run_dir, records, settings.stop_grace_s)
+    if LocalRayPool(settings.ray_state_dir).stop():
+        stopped.append(RAY_POOL_SERVICE)
     say(f"==> stopped {', '.join(stopped)}" if stopped else "==> nothing of make up is running")
     if killed:
         say(f"    (killed after {settings.stop_grace_s:.0f} s: {', '.join(killed)})")
@@ -222,11 +234,15 @@ def down(settings: Settings) -> int:
 
 def status(settings: Settings) -> int:
     any_alive = False
-    for name in (*COMPONENTS, RAY_POOL_SERVICE):
+    for name in COMPONENTS:
         record = supervisor.read(settings.run_dir, name)
         state = "running" if supervisor.alive(record) else "stopped"
         any_alive |= state == "running"
         say(f"{name:<14} {state}{f'  pid {record.pid}' if record and state == 'running' else ''}")
+    pool = LocalRayPool(settings.ray_state_dir).info()
+    any_alive |= pool is not None
+    nodes = f"  {pool.address}, {len(pool.workers)} worker node(s)" if pool is not None else ""
+    say(f"{RAY_POOL_SERVICE:<14} {'running' if pool is not None else 'stopped'}{nodes}")
     if any_alive:
         say(f"UI: {settings.base_url}")
     return 0

@@ -7,18 +7,18 @@ per-component settings (``"*"`` for all) on top.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlk8s.local_ray.pool import POOL_ENV
 from mlk8s_airflow.names import AIRFLOW_API_USER
 
 #: The components, in start order; ``down`` stops them in reverse.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
-#: The Ray pool service's name beside them (the process; the Airflow pool is ``names.RAY_POOL``).
+#: The Ray pool service's name beside them (``mlk8s.local_ray.pool``; the Airflow pool is ``names.RAY_POOL``).
 RAY_POOL_SERVICE = "ray-pool"
 #: The variable that changes the UI's port (``AIRFLOW_PORT=8081 make up``).
 PORT_ENV = "AIRFLOW_PORT"
@@ -32,7 +32,7 @@ SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_mana
 NEEDS_RAY_TOKEN = ("scheduler", "triggerer")
 
 _DROPPED_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "RAY_")
-_DROPPED = ("AIRFLOW_HOME", "MLK8S_DATA_ROOT", "MLK8S_LOCAL_SCRATCH")
+_DROPPED = ("AIRFLOW_HOME", "MLK8S_DATA_ROOT", "MLK8S_LOCAL_SCRATCH", POOL_ENV)
 
 
 class SettingsError(ValueError):
@@ -94,18 +94,14 @@ class Settings:
         return self.home / "data"
 
     @property
-    def ray_state_file(self) -> Path:
-        return self.run_dir / "ray" / "state.json"
+    def ray_state_dir(self) -> Path:
+        """The local Ray pool's state dir (``mlk8s.local_ray.pool``): every process finds the pool through it."""
+        return self.run_dir / "ray"
 
     @property
     def ray_token_file(self) -> Path:
-        return self.run_dir / "ray" / "auth_token"
-
-    @property
-    def ray_temp_dir(self) -> Path:
-        """Short (Ray's socket paths must stay under 107 bytes) and unique per home."""
-        digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:10]
-        return Path("/tmp") / f"mlk8s-up-{digest}"
+        """The pool's token, kept across pool restarts so the pool and Airflow's components always agree."""
+        return self.ray_state_dir / "auth_token"
 
     @property
     def base_url(self) -> str:
@@ -146,6 +142,8 @@ class Settings:
                 "AIRFLOW__MLK8S__BACKEND": "local",
                 "MLK8S_DATA_ROOT": str(self.data_root),
                 "MLK8S_LOCAL_SCRATCH": str(self.home / "pods"),
+                # The local actuator of ray_pool_autoscaler grows and drains this pool from any component.
+                POOL_ENV: str(self.ray_state_dir),
             }
         )
         env.update(self.extra_env.get("*", {}))

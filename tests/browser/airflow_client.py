@@ -27,9 +27,15 @@ class AirflowApi:
         response.raise_for_status()
         return response.json()
 
-    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any], *, in_the_schedules_slot: bool = False) -> str:
+        """Start a run. ``in_the_schedules_slot``: at the logical date the scheduler would run next, so that
+        unpausing a scheduled DAG starts no catch-up run of its own beside this one (catchup=False schedules
+        the latest interval on unpause)."""
+        logical_date = None
+        if in_the_schedules_slot:
+            logical_date = self.get(f"dags/{dag_id}")["next_dagrun_logical_date"]
+        response = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
         self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
-        response = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         assert response.status_code == 200, response.text
         return str(response.json()["dag_run_id"])
 

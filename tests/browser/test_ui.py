@@ -35,7 +35,7 @@ RUN_TIMEOUT_S = 900
 def background_runs(airflow_up: LocalAirflow) -> dict[str, str]:
     """Started first, so they run while the form is tried: the pool sensor and a small nightly retrain."""
     return {
-        POOL_DAG: airflow_up.api.trigger(POOL_DAG, POOL_CONF),
+        POOL_DAG: airflow_up.api.trigger(POOL_DAG, POOL_CONF, in_the_schedules_slot=True),
         RETRAIN_DAG: airflow_up.api.trigger(RETRAIN_DAG, RETRAIN_CONF),
     }
 

@@ -28,7 +28,9 @@ dags = {
     dag_id: {
         "tags": sorted(dag.tags or []),
         "tasks": {t.task_id: {"retries": t.retries, "upstream": sorted(t.upstream_task_ids)} for t in dag.tasks},
-        "params": {k: {"schema": p.schema, "description": p.description} for k, p in dag.params.items()},
+        "params": {
+            k: {"schema": p.schema, "description": p.description, "default": p.value} for k, p in dag.params.items()
+        },
     }
     for dag_id, dag in bag.dags.items()
 }
@@ -98,6 +100,16 @@ def test_no_number_param_can_be_clamped_by_the_trigger_form(user_dags: dict[str,
         for name, param in dag["params"].items():
             clampable = {"minimum", "maximum"} & set(param["schema"])
             assert not clampable, f"{dag_id}: Param {name!r} has top-level {sorted(clampable)}; use number_param"
+
+
+def test_the_trigger_form_accepts_every_default_as_it_is(user_dags: dict[str, dict]) -> None:
+    # The form disables its Trigger button while a field whose type excludes null is empty ("" or null).
+    for dag_id, dag in user_dags.items():
+        for name, param in dag["params"].items():
+            types = param["schema"].get("type")
+            required = bool(types) and "null" not in (types if isinstance(types, list) else [types])
+            empty = param["default"] in (None, "")
+            assert not (required and empty), f"{dag_id}: Param {name!r} is empty by default: give it type [null, ...]"
 
 
 def test_unknown_conf_keys_are_checked_before_any_other_task(user_dags: dict[str, dict]) -> None:

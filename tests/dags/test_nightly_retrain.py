@@ -67,6 +67,31 @@ def asset_events(run_id: str) -> list[dict[str, Any]]:
         return [dict(row.extra or {}) for row in rows]
 
 
+def assert_reads_only_its_partition(dr: Any, xcoms: dict[str, Any], data_root: Path) -> None:
+    """Preprocessing replaced this run's partition of the one features table; training and evaluation read that
+    partition at the Delta version preprocessing committed, never the other runs' rows."""
+    from deltalake import DeltaTable
+
+    from mlk8s_airflow.run_keys import run_key
+
+    committed, train = xcoms["preprocess"], xcoms["train"]
+    table = DeltaTable(str(data_root / "features"))
+    assert table.metadata().partition_columns == ["run_key"]
+    mine = table.to_pyarrow_table(filters=[("run_key", "=", run_key(dr.run_id))])
+    assert committed["partition"] == {"run_key": run_key(dr.run_id)}
+    assert mine.num_rows == committed["output_rows"] > 0
+    assert train["data"]["kind"] == "delta" and train["data"]["partition"] == committed["partition"]
+    assert train["data"]["version"] == committed["delta_version"] and train["data"]["rows"] == mine.num_rows
+    assert xcoms["evaluate"]["held_out_rows"] == train["task_info"]["held_out_rows"]
+
+
+def _partitions(data_root: Path) -> list[dict[str, str]]:
+    from deltalake import DeltaTable
+
+    runs = DeltaTable(str(data_root / "features")).to_pyarrow_table(columns=["run_key"]).column("run_key")
+    return [{"run_key": key} for key in sorted(set(runs.to_pylist()))]
+
+
 def test_an_unknown_conf_key_fails_the_run_before_any_work(dag: Any, tmp_path: Path) -> None:
     dr = dag.test(logical_date=None, run_conf={"data_root": str(tmp_path), "epoch": 3})
     states, _ = outcome(dr)
@@ -101,6 +126,7 @@ def test_runs_publish_only_a_model_that_is_not_worse_and_say_which_is_live(
     assert [e["weights_sha256"] for e in asset_events(first.run_id)] == [live["weights_sha256"]]
     run_dirs = sorted(p.name for p in (tmp_path / "nightly_retrain" / "runs").iterdir())
     assert len(run_dirs) == 1 and live["run_key"] == run_dirs[0]
+    assert_reads_only_its_partition(first, xcoms, tmp_path)
 
     # Run 2, the same day, another seed (the same seed and data train the very same weights): the live model was trained with other shapes (its pointer says hidden=16), so it cannot
     # be scored on this data; it stays live, publish is skipped and no Asset event is emitted.
@@ -117,6 +143,9 @@ def test_runs_publish_only_a_model_that_is_not_worse_and_say_which_is_live(
     assert json.loads(pointer.read_text())["weights_sha256"] == live["weights_sha256"]
     # Its own data, beside run 1's: two runs of a day never overwrite each other.
     assert len(list((tmp_path / "nightly_retrain" / "runs").iterdir())) == 2
+    assert_reads_only_its_partition(second, xcoms, tmp_path)
+    assert xcoms["train"]["data"]["version"] > outcome(first)[1]["preprocess"]["delta_version"]
+    assert outcome(first)[1]["preprocess"]["partition"] in _partitions(tmp_path)  # run 1's rows are kept
 
     # Run 3 forces the publication: the pointer moves by compare-and-swap and names what it replaced.
     third = dag.test(logical_date=None, run_conf={**conf, "seed": 2, "force_publish": True})

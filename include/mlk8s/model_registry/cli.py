@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", parents=[common, trained], help="score the candidate and the live model")
     evaluate.add_argument("--data", default=None, metavar="URI", help="the dataset whose held-out rows are scored")
+    evaluate.add_argument(
+        "--data-partition",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="score on this partition of a Delta table --data, as training read it (repeatable)",
+    )
+    evaluate.add_argument(
+        "--data-version", type=int, default=None, help="score on this version of a Delta table --data, as trained"
+    )
     evaluate.add_argument("--metric", default="held_out_accuracy", help="the metric the decision compares")
     evaluate.add_argument("--goal", choices=[g.value for g in Goal], default=Goal.MAX.value, help="max: higher wins")
     evaluate.add_argument("--tolerance", type=float, default=0.0, help="how much worse still counts as not worse")
@@ -73,12 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(raw: Sequence[str]) -> dict[str, str]:
+def _options(raw: Sequence[str], flag: str = "--task-option", example: str = "hidden=128") -> dict[str, str]:
     options: dict[str, str] = {}
     for item in raw:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--task-option: {item!r} is not KEY=VALUE, e.g. --task-option hidden=128")
+            raise UsageError(f"{flag}: {item!r} is not KEY=VALUE, e.g. {flag} {example}")
         options[key.strip()] = value.strip()
     return options
 
@@ -114,11 +124,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--tolerance: must be >= 0, got {args.tolerance}")
     if args.threads < 1:
         raise UsageError(f"--threads: must be >= 1, got {args.threads}")
+    if args.data_version is not None and args.data_version < 0:
+        raise UsageError(f"--data-version: must be a Delta table version >= 0, got {args.data_version}")
+    partition = _options(args.data_partition, "--data-partition", "run_key=2026-01-01")
+    if (partition or args.data_version is not None) and not args.data:
+        raise UsageError("--data-partition/--data-version select part of a Delta table: give it with --data")
     options = _options(args.task_option)
     registry = _registry(args.registry)
     candidate = read_model(args.candidate)
     live = registry.published()
-    scorer = Scorer(data=args.data, seed=candidate.info.seed, threads=args.threads)
+    scorer = Scorer(
+        data=args.data,
+        seed=candidate.info.seed,
+        threads=args.threads,
+        data_partition=partition,
+        data_version=args.data_version,
+    )
     try:
         mine = scorer.score(candidate, options)
     except TaskUsageError as exc:

@@ -33,14 +33,28 @@ def _finite(value: Any) -> float | None:
 
 
 class Scorer:
-    """Builds each (task, options) once on ``data`` with split seed ``seed`` and scores models with it."""
+    """Builds each (task, options) once on ``data`` with split seed ``seed`` and scores models with it.
 
-    def __init__(self, *, data: str | None, seed: int, threads: int = 1) -> None:
+    ``data_partition`` and ``data_version`` pick the part and version of a Delta table training read, so the
+    held-out rows are the very ones the candidate never trained on.
+    """
+
+    def __init__(
+        self,
+        *,
+        data: str | None,
+        seed: int,
+        threads: int = 1,
+        data_partition: Mapping[str, str] | None = None,
+        data_version: int | None = None,
+    ) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.data = data
         self.seed = seed
+        self.data_partition = dict(data_partition or {})
+        self.data_version = data_version
         self._tasks: dict[tuple[str, tuple[tuple[str, str], ...]], TrainingTask] = {}
 
     def task(self, dotted: str, options: Mapping[str, str]) -> TrainingTask:
@@ -57,6 +71,8 @@ class Scorer:
                 epochs=1,
                 device=torch.device("cpu"),
                 options=dict(options),
+                data_partition=self.data_partition,
+                data_version=self.data_version,
             )
             task = load_task_class(dotted)(context)
             task.setup()

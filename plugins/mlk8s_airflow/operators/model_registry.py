@@ -36,11 +36,22 @@ def evaluate_arguments(
     goal: str,
     tolerance: float | str,
     force: bool | str,
+    data_partition: Mapping[str, Any] | None = None,
+    data_version: int | str | None = None,
 ) -> list[str]:
-    """The exec array of ``python -m mlk8s.model_registry evaluate`` (one element per argument)."""
+    """The exec array of ``python -m mlk8s.model_registry evaluate`` (one element per argument).
+
+    ``data_partition`` and ``data_version`` are those training read (an empty version means the latest).
+    """
     args = ["evaluate", "--registry", str(registry_uri), "--candidate", str(candidate_uri)]
     if data_uri:
         args += ["--data", str(data_uri)]
+    for key, value in sorted((data_partition or {}).items()):
+        args += ["--data-partition", f"{key}={value}"]
+    if data_version is not None and str(data_version).strip():
+        if not str(data_version).strip().isdigit():
+            raise ValueError(f"data_version {data_version!r} is not a Delta table version: use an integer >= 0.")
+        args += ["--data-version", str(data_version).strip()]
     args += ["--metric", metric, "--goal", goal, "--tolerance", str(tolerance), "--force", str(force).lower()]
     return [*args, *_option_args(task_options)]
 
@@ -60,6 +71,8 @@ class EvaluateModelOperator(PodTaskOperator):
     :param registry_uri: the registry root (its ``published.json`` names the live model).
     :param candidate_uri: the training output to judge (``model.json`` + ``model.safetensors``).
     :param data_uri: the dataset the candidate trained on; its held-out rows are scored.
+    :param data_partition: the partition of a Delta table ``data_uri`` training read, e.g. ``{"run_key": ...}``.
+    :param data_version: the Delta table version training read (templated; empty: the latest).
     :param task_options: the ``--task-option`` values the candidate was trained with.
     :param force: publish without comparing (e.g. after the model's shapes changed on purpose).
     """
@@ -69,6 +82,8 @@ class EvaluateModelOperator(PodTaskOperator):
         "registry_uri",
         "candidate_uri",
         "data_uri",
+        "data_partition",
+        "data_version",
         "tolerance",
         "force",
     )
@@ -79,6 +94,8 @@ class EvaluateModelOperator(PodTaskOperator):
         registry_uri: str,
         candidate_uri: str,
         data_uri: str | None = None,
+        data_partition: Mapping[str, Any] | None = None,
+        data_version: int | str | None = None,
         task_options: Mapping[str, Any] | None = None,
         metric: str = "held_out_accuracy",
         goal: str = "max",
@@ -92,6 +109,8 @@ class EvaluateModelOperator(PodTaskOperator):
         self.registry_uri = registry_uri
         self.candidate_uri = candidate_uri
         self.data_uri = data_uri
+        self.data_partition = dict(data_partition or {})
+        self.data_version = data_version
         self.task_options = dict(task_options or {})
         self.metric = metric
         self.goal = goal
@@ -103,6 +122,8 @@ class EvaluateModelOperator(PodTaskOperator):
             registry_uri=self.registry_uri,
             candidate_uri=self.candidate_uri,
             data_uri=self.data_uri,
+            data_partition=self.data_partition,
+            data_version=self.data_version,
             task_options=self.task_options,
             metric=self.metric,
             goal=self.goal,

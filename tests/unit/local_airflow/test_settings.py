@@ -76,7 +76,9 @@ def test_the_port_comes_from_airflow_port(tmp_path: Path) -> None:
             port_from_env({"AIRFLOW_PORT": bad})
 
 
-def test_the_ray_temp_dir_is_short_and_unique_per_home(tmp_path: Path) -> None:
-    a = Settings(repo=tmp_path, home=tmp_path / "a").ray_temp_dir
-    b = Settings(repo=tmp_path, home=tmp_path / "b").ray_temp_dir
-    assert a != b and len(str(a)) <= 48
+def test_every_component_finds_this_homes_ray_pool_never_the_callers(tmp_path: Path) -> None:
+    from mlk8s.local_ray.pool import POOL_ENV
+
+    s = settings(tmp_path)
+    shell = {**SHELL, POOL_ENV: "/somewhere/else/pool"}
+    assert {s.component_env(name, "tok", shell)[POOL_ENV] for name in COMPONENTS} == {str(s.ray_state_dir)}

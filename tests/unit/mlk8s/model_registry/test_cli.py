@@ -123,6 +123,9 @@ def test_publish_against_a_moved_pointer_fails_and_keeps_it(
         (["--task-option", "novalue"], "--task-option"),
         (["--task-option", "bogus=1"], "--task-option"),
         (["--data", "/definitely/not/here.parquet"], "--data"),
+        (["--data-partition", "run_key=r1"], "--data-partition"),  # part of a table, but no table
+        (["--data", "/t", "--data-partition", "novalue"], "--data-partition"),
+        (["--data", "/t", "--data-version", "-1"], "--data-version"),
     ],
 )
 def test_bad_evaluate_input_exits_2_naming_the_flag(

@@ -28,6 +28,18 @@ def test_evaluate_arguments_are_what_the_pod_cli_parses() -> None:
     )
     assert (parsed.metric, parsed.goal, parsed.tolerance, parsed.force) == ("held_out_loss", "min", 0.01, "true")
     assert parsed.task_option == ["dropout=0.2", "hidden=128"]
+    assert (parsed.data_partition, parsed.data_version) == ([], None)
+
+
+def test_evaluate_reads_the_partition_and_version_training_read() -> None:
+    common = {"registry_uri": "/r", "candidate_uri": "/r/c", "data_uri": "/f", "task_options": {}}
+    common |= {"metric": "held_out_accuracy", "goal": "max", "tolerance": 0, "force": False}
+    args = evaluate_arguments(**common, data_partition={"run_key": "manual-1"}, data_version="7")
+    parsed = build_parser().parse_args(args)
+    assert (parsed.data_partition, parsed.data_version) == (["run_key=manual-1"], 7)
+    assert "--data-version" not in evaluate_arguments(**common, data_version="")  # rendered empty: the latest
+    with pytest.raises(ValueError, match="data_version 'latest' is not a Delta table version"):
+        evaluate_arguments(**common, data_version="latest")
 
 
 def test_publish_arguments_carry_the_compare_and_swap_and_the_run_key() -> None:
