@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.airflow, pytest
 PREPROCESS_DAG = "preprocess_on_demand"
 RETRAIN_DAG = "nightly_retrain"
 POOL_DAG, POOL_TASK = "ray_pool_autoscaler", "size_ray_pool"
-RETRAIN_CONF = {"documents": 60, "epochs": 2, "simulate_eviction": True}
+# As make demo runs it: enough steps after the first checkpoint for the eviction to land mid-run.
+RETRAIN_CONF = {"documents": 300, "epochs": 20, "simulate_eviction": True}
 POOL_CONF = {"interval_s": 2, "scale_down_window_s": 20}
 INVALID_FRACTION, VALID_FRACTION, SAMPLE_DOCUMENTS = "2", "0.5", "40"
 RUN_TIMEOUT_S = 900
