@@ -77,6 +77,11 @@ def cluster() -> Iterator[ClusterInABox]:
     """The session's cluster-in-a-box (see the module docstring); stopped, with all it made, at the end."""
     if os.geteuid() != 0:
         pytest.skip("the cluster tier needs root: network namespaces, veth pairs and mounts")
+    checkout = Path(__file__).resolve().parents[2]
+    if checkout.is_relative_to("/tmp"):
+        # Each pod gets its own /tmp (tests/k8s_api/pod_sandbox.py), which hides a checkout (and its .venv,
+        # the pods' image) under /tmp: the Ray head would crash-loop until the boot timeout.
+        pytest.fail(f"the cluster tier cannot run from a checkout under /tmp ({checkout}): clone it elsewhere")
     box = ClusterInABox().start()
     try:
         yield box
