@@ -128,8 +128,8 @@ def preprocess_on_demand() -> None:
         trigger_rule="none_failed",
     )
     gate = needs_samples()
-    check >> [spec, gate]
-    gate >> samples >> preprocess
+    # The spec is checked before any sample is written: a bad one leaves nothing behind in the data root.
+    check >> spec >> gate >> samples >> preprocess
     spec >> preprocess
 
 

@@ -131,6 +131,7 @@ def test_runs_publish_only_a_model_that_is_not_worse_and_say_which_is_live(
     run_dirs = sorted(p.name for p in (tmp_path / "nightly_retrain" / "runs").iterdir())
     assert len(run_dirs) == 1 and live["run_key"] == run_dirs[0]
     assert_reads_only_its_partition(first, xcoms, tmp_path)
+    first_committed = xcoms["preprocess"]
 
     # Run 2, the same day, another seed (the same seed and data train the very same weights): the live model was trained with other shapes (its pointer says hidden=16), so it cannot
     # be scored on this data; it stays live, publish is skipped and no Asset event is emitted.
@@ -148,8 +149,8 @@ def test_runs_publish_only_a_model_that_is_not_worse_and_say_which_is_live(
     # Its own data, beside run 1's: two runs of a day never overwrite each other.
     assert len(list((tmp_path / "nightly_retrain" / "runs").iterdir())) == 2
     assert_reads_only_its_partition(second, xcoms, tmp_path)
-    assert xcoms["train"]["data"]["version"] > outcome(first)[1]["preprocess"]["delta_version"]
-    assert outcome(first)[1]["preprocess"]["partition"] in _partitions(tmp_path)  # run 1's rows are kept
+    assert xcoms["train"]["data"]["version"] > first_committed["delta_version"]
+    assert first_committed["partition"] in _partitions(tmp_path)  # run 1's rows are kept
 
     # Run 3 forces the publication: the pointer moves by compare-and-swap and names what it replaced.
     third = dag.test(logical_date=None, run_conf={**conf, "seed": 2, "force_publish": True})

@@ -67,6 +67,7 @@ def test_a_bad_spec_fails_at_the_pipeline_task_naming_the_field(dag: Any, tmp_pa
     )
     got = states(dr)
     assert got["pipeline"] == "failed" and got["preprocess"] == "upstream_failed", got
+    assert got["write_samples"] == "upstream_failed", got  # no sample is written for a spec that cannot run
     assert list(tmp_path.iterdir()) == []
 
 

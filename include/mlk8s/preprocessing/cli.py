@@ -294,7 +294,9 @@ def _failed(exc: BaseException, debug: bool) -> int:
         traceback.print_exception(exc, file=sys.stderr)
     usage = root_cause(exc, (InputError, OutputError, SpecError))
     if usage is not None:
-        return report_error(PROG, f"{usage} (nothing was committed; the output is as it was)", EXIT_USAGE)
+        # Its own line only: Ray appends its retry advice on the lines after it, which is no fix for bad input.
+        first = str(usage).strip().splitlines()[0] if str(usage).strip() else type(usage).__name__
+        return report_error(PROG, f"{first} (nothing was committed; the output is as it was)", EXIT_USAGE)
     cause = root_cause(exc, (CommitError,)) or innermost(exc)
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     if not isinstance(cause, CommitError):

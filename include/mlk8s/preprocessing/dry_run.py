@@ -21,8 +21,9 @@ def dry_run(spec: PipelineSpec, source: InputSource, rows: int = 64) -> pa.Schem
     """Run every step on the first rows of the input, in this process, and return the output schema.
 
     Catches a transform that fails on the real columns, a filter that returns the wrong thing, and a
-    declared schema the data does not convert to, before the Ray job starts. Actor steps are not run here
-    (loading a model in the driver is slow); the embedding's column is simulated.
+    declared schema the data does not convert to, before the Ray job starts. Actor steps run here too (each
+    constructed once), but for the built-in embedder (loading a model in the driver is slow): its column is
+    simulated.
     """
     sample = read_sample(source, rows)
     table = sample
@@ -60,4 +61,6 @@ def _simulate_actor(step: Step, table: pa.Table) -> pa.Table:
             raise SpecError(f"{step.where}: column {column!r} is not produced by the steps before it")
         output = step.args.get("output", "embedding")
         return table.append_column(output, pa.nulls(table.num_rows, pa.list_(pa.float32())))
-    return table
+    # A user's actor class is constructed and run here like a map: the columns it adds are part of the
+    # table's schema (left out, the writer's cast to that schema would drop them).
+    return apply_step(step, table, step.fn(**step.args))

@@ -80,7 +80,12 @@ def run_pipeline(
     os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Ray Data wraps a failing UDF's exception in UserCodeException "from" it, and the "from" does not survive
+    # the trip back to the driver: a worker's InputError (bad JSON in a later file) would reach the CLI as an
+    # unnamed failure, exit 1. Raised as is, it stays an InputError: exit 2 naming the file and line.
+    context.raise_original_map_exception = True
     if isinstance(output, str):
         from mlk8s.preprocessing.dry_run import dry_run
 
