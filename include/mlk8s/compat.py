@@ -84,6 +84,7 @@ MEMBERS: dict[str, Member] = {
     ),
     "airflow.DagRun": Member("airflow.models.dagrun:DagRun", "the Ray pool page shows the sensor's latest run"),
     "airflow.DagModel": Member("airflow.models.dag:DagModel", "the Ray pool page says when the sensor's DAG is paused"),
+    "airflow.Pool": Member("airflow.models.pool:Pool", "the setup step reads which Airflow pools exist"),
 }
 
 

@@ -68,9 +68,9 @@ def create_pool(spec: PoolSpec) -> None:
 def existing_pools() -> set[str]:
     """The names of the Airflow pools that exist now. This step runs with the metadata database, as
     ``airflow pools`` does (it is no task); reading the names in-process spares a second CLI start."""
-    from airflow.models.pool import Pool
+    from mlk8s import compat
 
-    return {str(pool.pool) for pool in Pool.get_pools()}
+    return {str(pool.pool) for pool in compat.get("airflow.Pool").get_pools()}
 
 
 def pools_of_dags(dags_folder: Path) -> dict[str, list[str]]:

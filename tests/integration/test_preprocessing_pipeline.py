@@ -227,7 +227,10 @@ def test_sigterm_mid_run_exits_75_and_keeps_the_previous_output(ray_cluster: Loc
     """An evicted driver pod: SIGTERM mid-run commits nothing, exits 75 (relaunch), earlier output intact."""
     docs = write_documents(tmp_path / "docs.jsonl", rows=60)
     out = tmp_path / "out"
-    commit_rows(str(out), [pa.table({"id": ["kept"]})], key=None)
+    # The earlier output has the pipeline's own columns (another schema is refused before any work).
+    earlier = run_reference(parse_spec({"steps": ["clean_text"]}), open_input(str(docs))).slice(0, 1)
+    earlier = earlier.set_column(earlier.schema.get_field_index("id"), "id", pa.array(["kept"]))
+    commit_rows(str(out), [earlier], key=None)
     before = DeltaTable(str(out)).version()
     markers = tmp_path / "markers"
     markers.mkdir()

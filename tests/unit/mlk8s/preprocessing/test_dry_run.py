@@ -25,3 +25,12 @@ def test_failures_name_the_step_and_the_columns(tmp_path: Path) -> None:
         dry_run(parse_spec({"steps": [{"use": "text_features", "args": {"column": "body"}}]}), source)
     with pytest.raises(SpecError, match="does not convert to the declared schema"):
         dry_run(parse_spec({"steps": ["clean_text"], "schema": {"fields": {"topic": "int64"}}}), source)
+
+
+def test_a_user_actor_runs_so_its_columns_are_in_the_schema(tmp_path: Path) -> None:
+    """Left out, the writer's cast to this schema would drop the actor's columns from the output."""
+    source = open_input(str(write_documents(tmp_path / "d.jsonl", rows=20)))
+    user = "tests.unit.mlk8s.preprocessing.user_transforms"
+    spec = parse_spec({"steps": ["clean_text", {"use": f"{user}.Tagger", "args": {"tag": "x"}, "concurrency": 1}]})
+    assert spec.steps[-1].kind == "actor"
+    assert dry_run(spec, source).field("tag").type == pa.string()
