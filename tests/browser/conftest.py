@@ -42,9 +42,13 @@ def _launcher(command: str, home: Path, port: int) -> subprocess.CompletedProces
     return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=UP_TIMEOUT_S)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflow]:
-    """What ``make up`` starts (api-server with the UI, scheduler, dag-processor, triggerer, the Ray pool)."""
+    """What ``make up`` starts (api-server with the UI, scheduler, dag-processor, triggerer, the Ray pool).
+
+    Per module, not per session: stopped as soon as the browser tests are done, so the tiers after them do not
+    share the 2 cores with a running Airflow and its Ray pool (the cluster tier's waits failed under that load).
+    """
     home = tmp_path_factory.mktemp("make_up") / ".airflow"
     port = free_port()
     started = time.monotonic()
@@ -61,8 +65,10 @@ def airflow_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAirflo
         print(down.stdout, down.stderr, file=sys.stderr)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium under Playwright's sync API, which keeps an asyncio loop running in this thread while it is
+    open: per module, so later tiers' ``asyncio.run`` do not meet it."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (apt-get install -y chromium) first")
     from playwright.sync_api import sync_playwright
@@ -76,7 +82,7 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def page(browser: Any, airflow_up: LocalAirflow) -> Iterator[Any]:
     """One tab, logged in through Airflow's login page as the admin ``make up`` created."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -49,7 +50,10 @@ def _event(settings: dict[str, Any], state: dict[str, Any] | None, seq: int, cyc
             return dict(event.payload)
         raise AssertionError("the trigger yielded no event")
 
-    return asyncio.run(first())
+    # In a thread of its own, as the triggerer runs triggers in its own loop: this thread may have a loop
+    # running already (Playwright's sync API keeps one while a browser test module's fixtures are open).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, first()).result()
 
 
 def test_the_trigger_grows_the_raycluster_for_queued_tasks_with_the_triggerers_rbac(
