@@ -295,16 +295,20 @@ def _failed(exc: BaseException, debug: bool) -> int:
     usage = root_cause(exc, (InputError, OutputError, SpecError))
     if usage is not None:
         # Its own line only: Ray appends its retry advice on the lines after it, which is no fix for bad input.
-        first = str(usage).strip().splitlines()[0] if str(usage).strip() else type(usage).__name__
-        return report_error(PROG, f"{first} (nothing was committed; the output is as it was)", EXIT_USAGE)
+        return report_error(PROG, f"{_first_line(usage)} (nothing was committed; the output is as it was)", EXIT_USAGE)
     cause = root_cause(exc, (CommitError,)) or innermost(exc)
-    message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    message = _first_line(cause)
     if not isinstance(cause, CommitError):
         message = (
             f"preprocessing failed ({type(cause).__name__}: {message}); nothing was committed, the table is as it was"
         )
     logger.error("%s", message)
     return report_error(PROG, message, EXIT_ERROR)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
