@@ -50,6 +50,12 @@ MEMBERS: dict[str, Member] = {
     "ray.services.resolve_ip_for_localhost": Member(
         "ray._private.services:resolve_ip_for_localhost", "the function mlk8s.local_ray.ray_start wraps"
     ),
+    "ray.state": Member(
+        "ray._private.state:state",
+        "the autoscaler's cluster config (get_cluster_config, get_max_resources_from_cluster_config): the node "
+        "sizes and the GPUs a pool can scale to, which a worker group scaled to zero does not show in "
+        "ray.cluster_resources()",
+    ),
     "ray.cli": Member("ray.scripts.scripts:main", "Ray's own `ray` command line, run by mlk8s.local_ray.ray_start"),
     # -- KubernetesPodOperator (methods of the class we subclass) --------------------------------------------
     "kpo._get_ti_pod_labels": Member(

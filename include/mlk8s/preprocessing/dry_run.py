@@ -53,7 +53,7 @@ def dry_run(spec: PipelineSpec, source: InputSource, rows: int = 64) -> pa.Schem
 
 
 def _simulate_actor(step: Step, table: pa.Table) -> pa.Table:
-    from mlk8s.preprocessing.transforms import Embedder
+    from mlk8s.preprocessing.embedding import Embedder
 
     if step.fn is Embedder:
         column = step.args.get("column", "text")

@@ -2,8 +2,9 @@
 and the part writer at the end, plus the row bookkeeping that lets them count filtered rows.
 
 Consecutive maps and filters are composed into one function (one call per planned task reads its work units,
-transforms and writes, so blocks never travel through the object store), and each actor step (the embedding
-model) gets its own actor pool (see :mod:`.dataset_plan`). Only a one-row description of each written file
+transforms and writes, so blocks never travel through the object store); actor steps (the embedding model) are
+fused in too, constructed once per worker, unless they need a pool of their own (GPUs, a fixed ``concurrency``:
+:class:`ActorStage`, see :mod:`.dataset_plan`). Only a one-row description of each written file
 comes back to the driver.
 
 Counting filtered rows across retries: every stage's output carries two bookkeeping columns, the number
@@ -91,8 +92,9 @@ def plan_stages(spec: PipelineSpec) -> list[Stage]:
 
 
 class TaskStage:
-    """Maps and filters composed into one function; optionally the raw-file decoding before and the write
-    after, so one Ray task does all of it for a block."""
+    """Maps and filters (and, fused, actor steps: each constructed once per worker) composed into one
+    function; optionally the raw-file decoding before and the write after, so one call does all of it for a
+    block."""
 
     def __init__(
         self,
@@ -104,6 +106,7 @@ class TaskStage:
         self.steps = steps
         self.source = source
         self.writer = writer
+        self.instances = {step.index: step.fn(**step.args) for step in steps if step.kind == "actor"}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.source is not None:
@@ -135,7 +138,9 @@ class TaskStage:
 
     def _steps(self, table: pa.Table) -> pa.Table:
         for step in self.steps:
-            table = apply_step(step, table)
+            if step.kind == "actor" and table.num_rows == 0:
+                continue
+            table = apply_step(step, table, self.instances.get(step.index))
         return table
 
 

