@@ -27,7 +27,9 @@ def config(root: Path, name: str):  # type: ignore[no-untyped-def]
     from mlk8s.training.config import TrainConfig
 
     cfg = TrainConfig(checkpoint_uri=str(root / name / "ckpt"), output_uri=str(root / name / "out"))
-    return replace(cfg, checkpoint_every_steps=0, checkpoint_every_epochs=0, heartbeat_seconds=1e9)
+    # device=cpu: the hand-written loop below runs on the CPU, so ours must too, GPU or not
+    # (benchmarks/gpu/ compares the two on a GPU).
+    return replace(cfg, checkpoint_every_steps=0, checkpoint_every_epochs=0, heartbeat_seconds=1e9, device="cpu")
 
 
 def ours(root: Path, name: str) -> tuple[float, float]:
