@@ -22,7 +22,8 @@ footprint stays bounded while the dataset passes through.
 
 Seconds are per run over the whole dataset (the mean of the rounds); rates and ratios use all rounds.
 
-Prints one JSON object; exits 1 when a target is missed.
+Targets: ours >= 1.6x the single process, >= 0.95x hand-written Ray Data, and >= 95% of the two-process
+ceiling. Prints one JSON object; exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from mlk8s.preprocessing.stages import apply_step
 SPEC = {"steps": ["html_to_text", "clean_text", "text_features", "non_empty_text"]}
 TARGET_VS_SINGLE = 1.6
 TARGET_VS_HAND = 0.95
+#: ours / single-process as a share of what two plain processes reach over one, measured in the same run.
+TARGET_SHARE_OF_CEILING = 0.95
 MB = 1024 * 1024
 
 
@@ -210,7 +213,7 @@ def main() -> int:
         hand_written(files[:1], work / "warm-hand")
 
         ceiling = parallel_ceiling(files[:4], work)
-        roots = [os.getpid(), *(cluster.node(n).pid for n in cluster._nodes)]
+        roots = [os.getpid(), *(record.pid for record in cluster.records())]
         idle_cluster = PeakMemory(roots, pss=True)._sample()  # Ray's fixed footprint, workers already started
         times = {"single": 0.0, "ours": 0.0, "hand": 0.0}
         commit_s = 0.0  # ours: the Delta commit (one log entry after every part is written)
@@ -279,6 +282,7 @@ def main() -> int:
         "ratio_vs_single_process": round(vs_single, 3),
         "two_process_ceiling_vs_single": round(ceiling, 3),
         "ours_share_of_ceiling": round(vs_single / ceiling, 3),
+        "target_share_of_ceiling": TARGET_SHARE_OF_CEILING,
         "target_vs_single_process": TARGET_VS_SINGLE,
         "ratio_vs_hand_written_ray_data": round(vs_hand, 3),
         "target_vs_hand_written_ray_data": TARGET_VS_HAND,
@@ -289,7 +293,9 @@ def main() -> int:
             "ours_cluster_pss_idle_before_run": round(idle_cluster / MB),
         },
         "embeddings": "excluded: all-MiniLM-L6-v2 on CPU runs at a few hundred rows/s (preprocessing_embeddings.py)",
-        "met": vs_single >= TARGET_VS_SINGLE and vs_hand >= TARGET_VS_HAND,
+        "met": vs_single >= TARGET_VS_SINGLE
+        and vs_hand >= TARGET_VS_HAND
+        and vs_single / ceiling >= TARGET_SHARE_OF_CEILING,
     }
     print(json.dumps(report))
     return 0 if report["met"] else 1
