@@ -4,7 +4,7 @@ Three topics, each with its own vocabulary, so a classifier trained on the embed
 something real to learn. Some records are HTML (with scripts, entities and markup to strip), some plain
 text, and a few are empty or whitespace-only, which the default pipeline filters out.
 
-    python -m mlk8s.preprocessing.samples --output /tmp/docs.jsonl [--rows 300] [--seed 7]
+    python -m mlk8s.preprocessing.samples --output s3://bucket/docs.parquet [--rows 300] [--seed 7]
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import json
 import logging
 import random
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 
+from mlk8s import storage
 from mlk8s.pod_contract import EXIT_OK, EXIT_USAGE
 
 logger = logging.getLogger(__name__)
@@ -95,35 +96,65 @@ def documents(rows: int = 300, seed: int = 7) -> pa.Table:
     )
 
 
-def write_documents(path: str | Path, rows: int = 300, seed: int = 7) -> Path:
-    """Materialise :func:`documents` as JSON lines (``.jsonl``) or Parquet (``.parquet``)."""
-    target = Path(path)
-    table = documents(rows, seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix == ".parquet":
+def _file_format(uri: str) -> str:
+    """``parquet`` or ``jsonl``, from the name's suffix; a ``ValueError`` naming the value otherwise."""
+    suffix = PurePosixPath(uri.rstrip("/")).suffix
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(f"--output: {uri!r} must end in .jsonl or .parquet")
+
+
+def _encoded(table: pa.Table, file_format: str) -> bytes:
+    if file_format == "parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(table, target)
-    elif target.suffix in (".jsonl", ".ndjson"):
-        with target.open("w") as fh:
-            for record in table.to_pylist():
-                fh.write(json.dumps({k: v for k, v in record.items() if v is not None}) + "\n")
-    else:
-        raise ValueError(f"--output: {str(target)!r} must end in .jsonl or .parquet")
-    logger.info("wrote %d sample documents to %s", rows, target)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return bytes(sink.getvalue())
+    lines = (json.dumps({k: v for k, v in record.items() if v is not None}) + "\n" for record in table.to_pylist())
+    return "".join(lines).encode()
+
+
+def write_documents_to(uri: str, rows: int = 300, seed: int = 7) -> str:
+    """Write :func:`documents` to a path or URI (``s3://``, ``gs://``, ``file://``), atomically; returns its URI.
+
+    Through :mod:`mlk8s.storage`, as every pod writes: a DAG's ``data_root`` is a URI in a cluster, and a URI
+    taken as a local path would land in the pod's own filesystem, lost with the pod.
+    """
+    file_format = _file_format(uri)
+    loc = storage.resolve(uri)
+    data = _encoded(documents(rows, seed), file_format)
+    parent = loc.path.rpartition("/")[0]
+    if parent:
+        storage.call(loc, f"creating {parent}", storage.make_dirs, storage.Location(loc.fs, parent, parent))
+    storage.call(loc, f"writing {loc.uri}", storage.write_atomic, loc, data)
+    logger.info("wrote %d sample documents to %s", rows, loc.uri)
+    return loc.uri
+
+
+def write_documents(path: str | Path, rows: int = 300, seed: int = 7) -> Path:
+    """Materialise :func:`documents` as a local JSON lines (``.jsonl``) or Parquet (``.parquet``) file."""
+    target = Path(path)
+    write_documents_to(str(target.absolute()), rows, seed)
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlk8s.preprocessing.samples", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, help="file to write: .jsonl or .parquet")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="file to write, a path or URI (s3://, gs://, file://) ending in .jsonl or .parquet",
+    )
     parser.add_argument("--rows", type=int, default=300, help="number of documents (default 300)")
     parser.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives the same file")
     args = parser.parse_args(argv)
     if args.rows <= 0:
         parser.error("--rows must be a positive integer")
     try:
-        write_documents(args.output, args.rows, args.seed)
+        write_documents_to(args.output, args.rows, args.seed)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
