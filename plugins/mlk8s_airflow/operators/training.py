@@ -274,9 +274,13 @@ class TrainingOperator(PodTaskOperator):
         selector = self._get_ti_pod_labels(context, include_try_number=False)
         return budget_body(self._pdb_name_for(context), str(self.namespace), selector, "training")
 
+    def _budget_namespace(self) -> str:
+        """The task's namespace, else the connection's (where KPO puts the pod). Asked again at the end: a task
+        resumed from a deferral is a fresh operator, whose unset ``namespace`` is not the one filled in here."""
+        return str(self.namespace or self.hook.get_namespace() or "default")
+
     def _create_pdb(self, context: Context) -> None:
-        if not self.namespace:
-            self.namespace = self.hook.get_namespace() or "default"
+        self.namespace = self._budget_namespace()
         body = self.pdb_body(context)
         create_budget(self.client.api_client, body)
         self._pdb_name = body["metadata"]["name"]
@@ -287,9 +291,10 @@ class TrainingOperator(PodTaskOperator):
 
         if self._pdb_name is None:
             return
+        namespace = self._budget_namespace()
         try:
-            if delete_budget(self.client.api_client, self._pdb_name, str(self.namespace)):
-                self.log.info("mlk8s: deleted PodDisruptionBudget %s/%s", self.namespace, self._pdb_name)
+            if delete_budget(self.client.api_client, self._pdb_name, namespace):
+                self.log.info("mlk8s: deleted PodDisruptionBudget %s/%s", namespace, self._pdb_name)
         except ApiException as exc:
             self.log.warning("mlk8s: could not delete PodDisruptionBudget %s: %s", self._pdb_name, exc.reason)
         self._pdb_name = None

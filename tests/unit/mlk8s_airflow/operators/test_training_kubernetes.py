@@ -5,6 +5,7 @@ when the task ends, including when a user kills it while it is deferred (issue 1
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ RESULT = {"model_uri": "s3://m/model.safetensors", "checkpoint_uri": "s3://c", "
 
 
 def training_op(kubeconfig: Path, **kwargs: Any) -> TrainingOperator:
+    kwargs.setdefault("namespace", NS)
     return TrainingOperator(
         task_id="train",
         image=IMAGE,
-        namespace=NS,
         config_file=str(kubeconfig),
         in_cluster=False,
         backend="kubernetes",
@@ -108,3 +109,20 @@ def test_the_trigger_event_is_what_kpo_expects(k8s_server: MockKubeServer, k8s_k
     deferred = defer(lambda: training_op(k8s_kubeconfig).execute(context_for("train")))
     event = first_event(rebuilt(deferred.trigger))
     assert event["status"] == "success" and event["name"] == deferred.trigger.pod_name
+
+
+def test_a_task_with_no_namespace_deletes_its_pdb_in_the_connections_namespace_after_a_deferral(
+    k8s_server: MockKubeServer, k8s_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As nightly_retrain runs with the Helm values: no namespace= on the task, the connection names it. The task
+    # resumes as a fresh operator, whose namespace is unset again: the budget must still be found and deleted
+    # (it was deleted in namespace "None", forbidden, and left behind; tests/cluster/test_nightly_retrain.py).
+    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(k8s_kubeconfig), "namespace": NS}}
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(connection))
+    k8s_server.script_pod("train", PodScript(logs=["done"], xcom=RESULT))
+    ctx = context_for("train")
+    deferred = defer(lambda: training_op(k8s_kubeconfig, namespace=None).execute(ctx))
+    assert [p["metadata"]["name"] for p in pdbs(k8s_server)] == [deferred.trigger.pdb_name]
+    result = resume(lambda: training_op(k8s_kubeconfig, namespace=None), ctx, deferred)
+    assert result["model_uri"] == RESULT["model_uri"]
+    assert pdbs(k8s_server) == []
