@@ -182,6 +182,12 @@ def plan_patch(
         reasons.append(f"{d.group}: {note}")
     if not any(r.applied for r in results):
         return None, results
+    if mode is ActuatorMode.KUBERAY_COOPERATE:
+        # KubeRay's autoscaler removes pods with a JSON patch that *replaces* a group's scaleStrategy, which a
+        # real API server refuses (RFC 6902) where the group has none, as the ray-cluster chart renders it:
+        # the idle pods would never go. Give each group an empty one to replace; which pods go stays its choice.
+        for spec in specs:
+            spec.setdefault("scaleStrategy", {})
     patch: Obj = {
         "metadata": {
             "resourceVersion": meta.get("resourceVersion"),

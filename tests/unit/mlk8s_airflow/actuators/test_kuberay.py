@@ -208,13 +208,24 @@ def test_cooperate_mode_moves_only_min_replicas(k8s_server: MockKubeServer, k8s_
     cpu = stored(k8s_server)["spec"]["workerGroupSpecs"][0]
     assert cpu["minReplicas"] == 6
     assert cpu["replicas"] == 3  # the in-tree autoscaler's field, untouched
-    assert "scaleStrategy" not in cpu
+    # An empty scaleStrategy, for the autoscaler's JSON patch to replace (it fails where there is none).
+    assert [g["scaleStrategy"] for g in stored(k8s_server)["spec"]["workerGroupSpecs"]] == [{}, {}]
 
     shrink = [Decision("cpu", current=6, target=2, remove=("pool-cpu-b",), reason="drained")]
     actuator(k8s_api_client, ActuatorMode.KUBERAY_COOPERATE).apply(shrink, WORKERS, "d-7")
     cpu = stored(k8s_server)["spec"]["workerGroupSpecs"][0]
     assert cpu["minReplicas"] == 2
-    assert "scaleStrategy" not in cpu  # the autoscaler picks which idle pods go
+    assert cpu["scaleStrategy"] == {}  # the autoscaler picks which idle pods go
+
+
+def test_cooperate_mode_keeps_the_autoscalers_workers_to_delete() -> None:
+    cluster = raycluster(True)
+    cluster["spec"]["workerGroupSpecs"][0]["scaleStrategy"] = {"workersToDelete": ["pool-cpu-c"]}
+    grow = [Decision("cpu", current=3, target=4, remove=(), reason="backlog")]
+    patch, _ = plan_patch(cluster, grow, WORKERS, ActuatorMode.KUBERAY_COOPERATE, "d")
+    assert patch is not None
+    strategies = [g["scaleStrategy"] for g in patch["spec"]["workerGroupSpecs"]]
+    assert strategies == [{"workersToDelete": ["pool-cpu-c"]}, {}]
 
 
 @pytest.mark.parametrize(
