@@ -11,8 +11,8 @@ no pod itself: which idle worker goes, and when, is KubeRay's autoscaler's choic
 
 What it proves: the triggerer's Role suffices for the loop (no new RBAC denial), the queue is read over HTTP
 from Airflow's API, ``minReplicas`` moves up then down, and the pod made for it joins Ray. What it does not:
-which idle worker the autoscaler removes or when (the box's stand-in does not run KubeRay's autoscaler's
-scale-down), nor a real ``airflow triggerer`` process (the trigger runs in this test's event loop).
+which idle worker KubeRay's autoscaler removes or when (tests/cluster/test_pool_shrink.py waits for that, with a
+shortened idle timeout), nor a real ``airflow triggerer`` process (the trigger runs in this test's event loop).
 """
 
 from __future__ import annotations
