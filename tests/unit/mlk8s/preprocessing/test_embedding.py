@@ -26,6 +26,17 @@ def test_token_batches_hold_every_row_once_longest_first_within_the_budget() -> 
     assert flat == sorted(flat, reverse=True)
 
 
+def test_a_full_enough_batch_ends_where_rows_get_shorter_instead_of_padding_them() -> None:
+    lengths = [50, 50, 50, *[10] * 10]
+    # Within the 1000-token budget, but the ten short rows would be padded to 50 tokens each.
+    assert list(token_batches(lengths, max_tokens=1000, min_tokens=100)) == [[0, 1, 2], list(range(3, 13))]
+    # A batch under min_tokens keeps taking rows (padded ones count): tiny batches cost more than padding.
+    assert list(token_batches(lengths, max_tokens=1000, min_tokens=200)) == [[0, 1, 2, 3], list(range(4, 13))]
+    assert list(token_batches(lengths, max_tokens=1000, min_tokens=1000)) == [list(range(13))]
+    # The default floor is a quarter of the budget.
+    assert list(token_batches(lengths, max_tokens=400)) == [[0, 1, 2], list(range(3, 13))]
+
+
 @pytest.fixture
 def threads() -> Iterator[None]:
     import torch
