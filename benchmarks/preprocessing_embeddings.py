@@ -60,6 +60,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="mlk8s-emb-"))
     docs = write_documents(work / "docs.jsonl", rows=args.rows)
     spec, source = load_spec(None), open_input(str(docs))
+    padding = padded_tokens(spec, source, GPU_MAX_TOKENS if args.device == "cuda" else CPU_MAX_TOKENS)
 
     single, ours, reference_rows, output_rows = [], [], 0, 0
     cluster = LocalRayCluster(tempfile.mkdtemp(prefix="rl-", dir="/tmp"), head_cpus=args.cpus, head_gpus=gpus)
@@ -85,7 +86,6 @@ def main() -> int:
         return 1
     ratio = min(single) / min(ours)
     target = TARGETS[args.device]
-    padding = padded_tokens(spec, source, GPU_MAX_TOKENS if args.device == "cuda" else CPU_MAX_TOKENS)
     print(
         json.dumps(
             {
