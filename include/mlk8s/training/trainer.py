@@ -117,7 +117,13 @@ class Trainer:
             self.loop_cpu_seconds = time.thread_time() - cpu_started
             return status if status is not None else self._finish()
         except NonFiniteError as exc:
-            committed = self.checkpointer.last_committed if self.checkpointer is not None else None
+            committed = None
+            if self.checkpointer is not None:
+                try:  # a checkpoint still on the writer is a good one: name it once it has landed
+                    self.checkpointer.writer.wait()
+                except Exception:  # the writer's own failure is not this error's news
+                    log.debug("mlk8s: the writer failed while a non-finite loss stopped the run", exc_info=True)
+                committed = self.checkpointer.last_committed
             good = f"the last good checkpoint ({committed.uri}) stays" if committed else "no checkpoint was committed"
             raise NonFiniteError(f"{exc}; {good}") from exc
         finally:
