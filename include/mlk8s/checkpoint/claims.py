@@ -28,7 +28,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,10 +87,11 @@ class Claims:
         claims = self.list()
         return claims[-1].generation if claims else 0
 
-    def nonces(self, generation: int) -> set[str]:
-        """The nonces of the claims for ``generation`` (empty: nobody claimed it here)."""
+    def nonces(self, generation: int, listed: Sequence[Claim] | None = None) -> set[str]:
+        """The nonces of the claims for ``generation`` (empty: nobody claimed it here), from ``listed`` when the
+        caller has just listed the claims."""
         found = set()
-        for claim in self.list():
+        for claim in self.list() if listed is None else listed:
             if claim.generation != generation:
                 continue
             if claim.nonce is not None:

@@ -168,13 +168,14 @@ class CheckpointStore:
     def check_fence(self) -> None:
         if self.generation is None:
             raise CheckpointError("claim_generation() must be called before committing")
-        newest = self.claims.newest()
+        claims = self.claims.list()  # one listing for both checks: this runs three times per commit
+        newest = claims[-1].generation if claims else 0
         if newest > self.generation:
             raise FencedError(
                 f"generation {self.generation} is fenced off: a newer process (generation {newest}) has "
                 f"claimed {self.uri}; this process is stale and must stop without committing"
             )
-        if self._nonce not in self.claims.nonces(self.generation):
+        if self._nonce not in self.claims.nonces(self.generation, claims):
             raise FencedError(
                 f"the claim of generation {self.generation} under {self.uri}/{CLAIMS_DIR} is gone or no longer "
                 "ours; this process must stop without committing"

@@ -119,14 +119,22 @@ class History:
             }
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint stores: the public shape plus the exact point weights and the open interval."""
-        body = self.to_json()
-        body["loss_totals"] = self._totals()
-        body["loss_steps"] = [p.steps for p in self._points]
-        body["window"] = None if self._window is None else [float(self._window.item()), self._window_steps]
+        """What a checkpoint stores: the events and the exact loss points (float32 sums and their step counts)
+        and the open interval. The public per-point means are left out (they follow from the sums): one float
+        formatted per point instead of two, on every checkpoint."""
+        totals = self._totals()
         with self._lock:
-            body["pending_checkpoints"] = list(self._pending)
-        return body
+            return {
+                "loss_every_steps": self.every,
+                "loss_points": [[p.step, p.epoch, p.steps] for p in self._points],
+                "loss_totals": totals,
+                "window": None if self._window is None else [float(self._window.item()), self._window_steps],
+                "checkpoints": list(self._checkpoints),
+                "checkpoints_total": self._checkpoints_total,
+                "pending_checkpoints": list(self._pending),
+                "resumes": list(self._resumes),
+                "resumes_total": self._resumes_total,
+            }
 
     @classmethod
     def from_state(cls, body: dict[str, Any], device: Any) -> History:
@@ -134,9 +142,15 @@ class History:
 
         history = cls()
         history.every = int(body["loss_every_steps"])
+        if "loss_points" in body:
+            points = [(int(step), int(epoch), int(n)) for step, epoch, n in body["loss_points"]]
+        else:  # written before 2026-12 (the public shape plus "loss_steps")
+            points = [
+                (int(p["step"]), int(p["epoch"]), int(n)) for p, n in zip(body["loss"], body["loss_steps"], strict=True)
+            ]
         history._points = [
-            _Point(int(p["step"]), int(p["epoch"]), torch.tensor(float(t), dtype=torch.float32, device=device), int(n))
-            for p, t, n in zip(body["loss"], body["loss_totals"], body["loss_steps"], strict=True)
+            _Point(step, epoch, torch.tensor(float(t), dtype=torch.float32, device=device), n)
+            for (step, epoch, n), t in zip(points, body["loss_totals"], strict=True)
         ]
         if body.get("window") is not None:
             total, steps = body["window"]

@@ -43,6 +43,25 @@ def test_a_history_restored_mid_interval_continues_as_if_never_stopped() -> None
     assert restored.to_json() == whole.to_json()
 
 
+def test_a_history_checkpointed_in_the_older_shape_still_restores() -> None:
+    """Checkpoints written before the compact state carried the public shape plus ``loss_steps``."""
+    whole = History()
+    feed(whole, 0, 5000)
+    first = History()
+    feed(first, 0, 2345)
+    compact = first.state()
+    older = {
+        **first.to_json(),
+        "loss_totals": compact["loss_totals"],
+        "loss_steps": [n for _, _, n in compact["loss_points"]],
+        "window": compact["window"],
+        "pending_checkpoints": [],
+    }
+    restored = History.from_state(json.loads(json.dumps(older)), "cpu")
+    feed(restored, 2345, 5000)
+    assert restored.to_json() == whole.to_json()
+
+
 def test_events_keep_the_newest_and_count_all() -> None:
     history = History()
     for i in range(MAX_EVENTS + 20):

@@ -54,4 +54,15 @@ def test_non_finite_names_the_floating_tensors_holding_nan_or_inf() -> None:
 
     named = [("a", torch.ones(3)), ("b", torch.tensor([1.0, float("inf")])), ("c", torch.tensor([0, 1]))]
     assert non_finite(named) == ["b"]
+    big = torch.finfo(torch.float32).max
+    named = [
+        ("nan", torch.tensor([[0.0, float("nan")], [1.0, 2.0]])),
+        ("minus_inf", torch.tensor([float("-inf"), 0.0])),
+        ("huge_but_finite", torch.tensor([big, big, -big])),
+        ("empty", torch.ones(0)),
+        ("half_inf", torch.tensor([1.0, 70000.0], dtype=torch.float16)),  # 70000 overflows float16
+        ("bf16", torch.ones(4, dtype=torch.bfloat16)),
+        ("flags", torch.tensor([True, False])),
+    ]
+    assert non_finite(named) == ["nan", "minus_inf", "half_inf"]
     assert issubclass(NonFiniteError, ArithmeticError)
