@@ -7,7 +7,8 @@ times; the gate is the median of the paired ratios (each pair ran back to back, 
 alike); the best-of-N ratio (each variant's fastest run) and the process CPU-time ratio (step thread plus writer thread:
 the overhead if no spare core were free for the writer) are reported beside it, and so is the overhead the
 trainer attributes to checkpointing inside each run (step-thread seconds spent snapshotting or waiting for the
-writer; plus the writer thread's CPU seconds for an upper bound), which a noisy neighbour cannot skew.
+writer, and gathering the state to snapshot; plus the writer thread's CPU seconds for an upper bound), which a
+noisy neighbour cannot skew. ``overhead_standard_error`` says how finely the pairs resolve the gated figure.
 Also reported: the step thread's blocked time per checkpoint, bytes written per checkpoint and the writer's MB/s.
 Target: at most 1% slower. Prints one JSON object; exits 1 if the target is missed. The machine may be shared:
 the figures are only as quiet as it is.
@@ -97,6 +98,9 @@ def main() -> int:
         "attributed_step_thread_share": statistics.median(direct),
         "attributed_upper_bound_share": statistics.median(upper),
         "paired_ratios": ratios,
+        # How finely this machine can resolve the figure: the median's standard error (1.2533 sd / sqrt(n) for a
+        # normal spread). When it is larger than the target, a pass or a miss here says little either way.
+        "overhead_standard_error": 1.2533 * statistics.stdev(ratios) / len(ratios) ** 0.5,
         "target_overhead_at_most": TARGET_OVERHEAD,
         "checkpoint_every_steps": defaults.checkpoint_every_steps,
         "checkpoint_every_epochs": defaults.checkpoint_every_epochs,
