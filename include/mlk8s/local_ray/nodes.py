@@ -251,7 +251,15 @@ def start_node(
             start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent else None,
         )
-    node = _wait_registered(gcs, node_name, process, log_path, time.monotonic() + timeout_s)
+    try:
+        node = _wait_registered(gcs, node_name, process, log_path, time.monotonic() + timeout_s)
+    except BaseException:
+        # Interrupted before it registered (a SIGTERM the task runner raises as an exception, a Ctrl-C): no record
+        # of this node will be written, so nothing could stop it later. It is its own session: end it here.
+        kill_group(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        raise
     if node is None:
         kill_group(process.pid)
         raise NodeExitedWhileStarting(

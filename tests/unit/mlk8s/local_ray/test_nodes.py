@@ -3,14 +3,16 @@ no inherited cluster address; what a node record holds; and a reused pid never t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mlk8s.local_ray.nodes import MAX_TEMP_DIR_LEN, NodeRecord, NodeSettings, NodeSpec, is_alive
+from mlk8s.local_ray.nodes import MAX_TEMP_DIR_LEN, NodeRecord, NodeSettings, NodeSpec, is_alive, start_node
 
 
 def settings(**overrides: object) -> NodeSettings:
@@ -69,3 +71,36 @@ def test_a_record_survives_json_and_a_reused_pid_is_not_the_node() -> None:
     started = psutil.Process(done.pid).create_time()
     done.wait()
     assert not is_alive(NodeRecord("w2", "cd" * 28, done.pid, started, "/tmp/log", NodeSpec(1)))
+
+
+def test_a_start_interrupted_before_the_node_registers_ends_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing records a node that has not registered, so an interrupted start must not leave it running."""
+    import shutil
+    import tempfile
+
+    import psutil
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="rl-", dir="/tmp"))
+    monkeypatch.setattr(
+        NodeSettings, "command", lambda self, role, name: [sys.executable, "-c", "import time; time.sleep(120)"]
+    )
+    spawned: list[int] = []
+
+    class InterruptedGcs:
+        address = "127.0.0.1:1"
+
+        def nodes(self, timeout_s: float = 5.0) -> list[object]:
+            spawned.extend(child.pid for child in psutil.Process().children())
+            raise KeyboardInterrupt  # what a signal handler raises in the waiting thread
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_node(settings(temp_dir=temp_dir), "worker-1", NodeSpec(1), ["--address=x"], InterruptedGcs())  # type: ignore[arg-type]
+        assert spawned
+        for pid in spawned:
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        for pid in spawned:  # the old behaviour left it running: end it here whatever the outcome
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
