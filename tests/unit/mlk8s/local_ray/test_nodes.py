@@ -80,27 +80,35 @@ def test_a_start_interrupted_before_the_node_registers_ends_the_node(monkeypatch
 
     import psutil
 
+    from mlk8s.local_ray import nodes
+
     temp_dir = Path(tempfile.mkdtemp(prefix="rl-", dir="/tmp"))
     monkeypatch.setattr(
         NodeSettings, "command", lambda self, role, name: [sys.executable, "-c", "import time; time.sleep(120)"]
     )
-    spawned: list[int] = []
+    spawned: list[int] = []  # only the node process this test starts: the suite's other children are not ours
+
+    class Recording(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            spawned.append(self.pid)
+
+    monkeypatch.setattr(nodes.subprocess, "Popen", Recording)
 
     class InterruptedGcs:
         address = "127.0.0.1:1"
 
         def nodes(self, timeout_s: float = 5.0) -> list[object]:
-            spawned.extend(child.pid for child in psutil.Process().children())
             raise KeyboardInterrupt  # what a signal handler raises in the waiting thread
 
     try:
         with pytest.raises(KeyboardInterrupt):
             start_node(settings(temp_dir=temp_dir), "worker-1", NodeSpec(1), ["--address=x"], InterruptedGcs())  # type: ignore[arg-type]
-        assert spawned
-        for pid in spawned:
-            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert len(spawned) == 1
+        assert not psutil.pid_exists(spawned[0]) or psutil.Process(spawned[0]).status() == psutil.STATUS_ZOMBIE
     finally:
-        for pid in spawned:  # the old behaviour left it running: end it here whatever the outcome
+        monkeypatch.undo()
+        for pid in spawned:  # the old behaviour left it running: end it (its own session) whatever the outcome
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
