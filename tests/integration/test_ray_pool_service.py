@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,43 @@ def test_the_pool_outlives_the_processes_that_start_and_grow_it_and_stop_ends_ev
     with GcsClient(address, token=token, timeout_s=2.0) as gcs, pytest.raises(GcsError):
         gcs.nodes()
     assert pool_cli("status", env=env).returncode == 3
+
+
+def _starting(state_dir: Path) -> list[dict[str, object]]:
+    try:
+        return list(json.loads((state_dir / "pool.json").read_text())["cluster"].get("starting", []))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_a_node_whose_starter_is_sigkilled_before_it_registers_is_ended_by_the_next_change(state_dir: Path) -> None:
+    started = pool_cli("start", "--state-dir", str(state_dir), "--head-cpus", "1")
+    assert started.returncode == 0, started.stderr[-3000:]
+    env = {**os.environ, POOL_ENV: str(state_dir)}
+    grower = subprocess.Popen([sys.executable, "-c", GROW], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not _starting(state_dir):  # the node's process runs; its registration is still awaited
+            assert grower.poll() is None, grower.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "pool.json never listed the node being started"
+            time.sleep(0.02)
+        grower.kill()  # SIGKILL: no handler runs, only the file lock is released
+        grower.wait(timeout=30)
+    finally:
+        if grower.poll() is None:
+            grower.kill()
+            grower.wait(timeout=30)
+    [left] = _starting(state_dir)
+    node = psutil.Process(int(str(left["pid"])))
+    assert node.is_running() and node.status() != psutil.STATUS_ZOMBIE  # the start outlived its starter
+
+    pool = LocalRayPool(state_dir)
+    assert pool.claim_decision("after-the-kill")  # any change under the pool's lock
+    assert psutil.wait_procs([node], timeout=30)[1] == []
+    assert _starting(state_dir) == []
+    assert pool.running().workers == ()
+    with pool.gcs() as gcs:
+        deadline = time.monotonic() + 60  # a node that registered just before the kill is marked dead in ~3 s
+        while any(not n.head for n in gcs.nodes()):
+            assert time.monotonic() < deadline, gcs.nodes()
+            time.sleep(0.5)

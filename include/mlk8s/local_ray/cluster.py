@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -96,6 +96,11 @@ class LocalRayCluster:
         self._token = token
         self._address: str | None = None
         self._records: dict[str, NodeRecord] = {}
+        #: Nodes whose process runs but that have not registered yet, by pid (see :meth:`end_abandoned_starts`).
+        self._starting: dict[int, NodeRecord] = {}
+        #: Called whenever a node's process has been spawned, before its registration is awaited: the pool
+        #: service writes its state file there, so a node whose starter is SIGKILLed is still on record.
+        self.on_change: Callable[[], None] | None = None
         self._counter = 0
         self._lock = threading.Lock()
 
@@ -226,8 +231,27 @@ class LocalRayCluster:
         with self.gcs() as gcs:
             return gcs.nodes()
 
+    def end_abandoned_starts(self) -> list[NodeRecord]:
+        """End every node left starting: its process ran, but whoever started it died before it registered.
+
+        Only a caller that knows no start is under way may call this: the pool service, under its lock (a node
+        still starting holds that lock, so one found in the state file belongs to a dead process).
+        """
+        ended = list(self._starting.values())
+        for record in ended:
+            logger.warning(
+                "ray node %s (pid %d) was left starting by a process that ended before it registered; ending it",
+                record.name,
+                record.pid,
+            )
+            kill_group(record.pid)
+            wait_dead(record, 10.0)
+        self._starting.clear()
+        return ended
+
     def stop(self) -> None:
         """Stop every node of this cluster, all at once; safe to call twice."""
+        self.end_abandoned_starts()
         records = list(self._records.values())
         for record in records:
             if is_alive(record):
@@ -266,6 +290,7 @@ class LocalRayCluster:
             "startup_timeout_s": self.startup_timeout_s,
             "counter": self._counter,
             "nodes": [r.to_json() for r in self._records.values()],
+            "starting": [r.to_json() for r in self._starting.values()],
         }
 
     @classmethod
@@ -288,13 +313,31 @@ class LocalRayCluster:
             record = NodeRecord.from_json(raw)
             if is_alive(record):
                 cluster._records[record.node_id] = record
+        for raw in state.get("starting", ()):  # absent in the state of an older version
+            record = NodeRecord.from_json(raw)
+            if is_alive(record):
+                cluster._starting[record.pid] = record
         return cluster
 
     # -- internals ----------------------------------------------------------------------------------------
 
     def _start(self, name: str, spec: NodeSpec, role: list[str], *, head: bool = False) -> NodeRecord:
-        with self.gcs(timeout_s=5.0) as gcs:
-            record = start_node(self.settings, name, spec, role, gcs, head=head, timeout_s=self.startup_timeout_s)
+        spawned: list[int] = []
+
+        def note(starting: NodeRecord) -> None:
+            spawned.append(starting.pid)
+            self._starting[starting.pid] = starting
+            if self.on_change is not None:
+                self.on_change()
+
+        try:
+            with self.gcs(timeout_s=5.0) as gcs:
+                record = start_node(
+                    self.settings, name, spec, role, gcs, head=head, timeout_s=self.startup_timeout_s, on_spawn=note
+                )
+        finally:
+            for pid in spawned:  # registered, or ended by start_node
+                self._starting.pop(pid, None)
         self._records[record.node_id] = record
         return record
 

@@ -231,9 +231,12 @@ def start_node(
     head: bool = False,
     timeout_s: float = 90.0,
     die_with_parent: bool = False,
+    on_spawn: Callable[[NodeRecord], None] | None = None,
 ) -> NodeRecord:
     """Start one node and wait until the GCS lists it; ``role_args`` say head (``--head --port=...``) or not
     (``--address=...``). ``die_with_parent`` ties the node to the calling thread (a driver's own node).
+    ``on_spawn`` gets the node's record (``node_id`` still empty) as soon as its process runs, before the wait:
+    a caller that may be SIGKILLed while it waits writes it down, so the next process can end the node.
 
     Raises :class:`NodeExitedWhileStarting` when the node's process ends before it registers (see
     :func:`retry_start`), :class:`RayNodeError` when it does not register within ``timeout_s``.
@@ -251,7 +254,10 @@ def start_node(
             start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent else None,
         )
+    started = _process_start_time(process.pid) or 0.0
     try:
+        if on_spawn is not None:
+            on_spawn(NodeRecord(name, "", process.pid, started, str(log_path), spec, head))
         node = _wait_registered(gcs, node_name, process, log_path, time.monotonic() + timeout_s)
     except BaseException:
         # Interrupted before it registered (a SIGTERM the task runner raises as an exception, a Ctrl-C): no record
@@ -266,7 +272,6 @@ def start_node(
             f"ray node {name} exited with code {process.returncode} while starting:\n" + log_tail(log_path)
         )
     _children[process.pid] = process
-    started = _process_start_time(process.pid) or 0.0
     return NodeRecord(name, node.node_id, process.pid, started, str(log_path), spec, head)
 
 

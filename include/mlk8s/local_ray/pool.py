@@ -11,6 +11,11 @@ Changes (add or remove a worker, stop) hold an exclusive file lock for their who
 never start the same node or lose each other's records; ``pool.json`` is replaced atomically, so readers
 (``status``) never take the lock and never see half a file. ``stop`` ends every node by pid, never with
 ``ray stop`` (which would stop other people's clusters on this machine too).
+
+A node is on record from the moment its process runs, not only once it has registered: ``pool.json`` lists it
+under ``starting`` while its start is awaited. A process SIGKILLed during that wait (a sensor task killed by its
+runner) releases the lock, and the next change, or ``stop``, ends the node it left; without the record that node
+would run on in its own session with nothing to stop it.
 """
 
 from __future__ import annotations
@@ -164,6 +169,8 @@ class LocalRayPool:
             assert state is not None
             cluster = LocalRayCluster.from_state(state["cluster"])
             extra = {k: v for k, v in state.items() if k != "cluster"}
+            cluster.end_abandoned_starts()  # the lock is ours: a node still starting was left by a dead process
+            cluster.on_change = lambda: self._write(cluster, extra)
             try:
                 yield cluster, extra
             finally:
@@ -180,11 +187,13 @@ class LocalRayPool:
             temp_dir = tempfile.mkdtemp(prefix="rp-", dir="/tmp")  # short: Ray's socket paths live under it
             kwargs: dict[str, Any] = {"object_store_bytes": object_store_bytes} if object_store_bytes else {}
             cluster = LocalRayCluster(temp_dir, head_cpus=head_cpus, host=host, **kwargs)
+            cluster.on_change = lambda: self._write(cluster, {})
             try:
                 cluster.start()
             except BaseException:
                 cluster.stop()
                 shutil.rmtree(temp_dir, ignore_errors=True)
+                self.state_path.unlink(missing_ok=True)
                 raise
             self._write(cluster, {})
         return self.running()
