@@ -40,8 +40,11 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x $(CHROMIUM) || { echo "!! $(CHROMIUM) is missing: run 'apt-get install -y chromium' as root"; exit 1; }
 
+# Two xdist workers: much of the suite waits on real servers and pods, so a second test runs in that time. Tests
+# sharing a costly fixture stay in one worker (tests/conftest.py). TEST_WORKERS=0 runs it all in this process.
+TEST_WORKERS ?= 2
 test: venv chromium
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow"

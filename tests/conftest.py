@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,62 @@ def _root_logging_as_it_was() -> Iterator[None]:
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+# ``pytest -n N --dist loadgroup`` (make test): tests that share a costly session fixture run in one xdist worker:
+# the cluster-in-a-box, the UI pages' fixture runs, the model registry's trained models. The process kubelet's
+# own tests (tests/k8s_api) join the box's group: with a box and a second kubelet running at once, KPO's exec
+# into an XCom sidecar hung (the command it writes never reached the container's shell), and the tier is
+# trusted only as it has been run, one kubelet at a time. Every other test file is a group of its own, so a
+# module fixture (``make up``'s stack, say) starts once. The groups are given by path here,
+# not by ``xdist_group`` marks: xdist 3.8 applies those by rewriting ``item._nodeid``, which pytest 9.2 no
+# longer reads, so the marks would be silently ignored.
+_SHARED_GROUPS = {
+    "tests/cluster/": "pod-runtime",
+    "tests/k8s_api/": "pod-runtime",
+    "tests/unit/mlk8s_airflow/ui/": "ui-runs",
+    "tests/unit/mlk8s/model_registry/": "model-registry",
+}
+
+
+def xdist_group(nodeid: str) -> str:
+    """The worker group of a test: a shared-fixture group, else its file."""
+    return (
+        next((group for prefix, group in _SHARED_GROUPS.items() if nodeid.startswith(prefix)), None)
+        or (nodeid.split("::", 1)[0])
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In an xdist worker: hand this worker's contract tally to the controller, which prints the sum."""
+    from tests import tally
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["mlk8s_tally"] = tally.export()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    from tests import tally
+
+    tally.merge(getattr(node, "workeroutput", {}).get("mlk8s_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    from tests.tally import terminal_summary
+
+    terminal_summary(terminalreporter)

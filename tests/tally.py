@@ -31,8 +31,21 @@ def counts() -> dict[str, Any]:
     return {k: {"tried": _tried[k], "held": _held[k], "classes": dict(_classes.get(k, {}))} for k in sorted(_tried)}
 
 
+def export() -> dict[str, Any]:
+    """This process's raw counts, for an xdist worker to hand to the controller (see :func:`merge`)."""
+    return {"tried": dict(_tried), "held": dict(_held), "classes": {k: dict(v) for k, v in _classes.items()}}
+
+
+def merge(data: dict[str, Any]) -> None:
+    """Add a worker's :func:`export` to this process's counts (the controller of a ``pytest -n`` run)."""
+    _tried.update(data.get("tried", {}))
+    _held.update(data.get("held", {}))
+    for kind, classes in data.get("classes", {}).items():
+        _classes.setdefault(kind, Counter()).update(classes)
+
+
 def terminal_summary(terminalreporter: Any) -> None:
-    """Print the tally once per session (several conftests call this)."""
+    """Print the tally once per session."""
     global _printed
     if _printed or not _tried:
         return

@@ -33,9 +33,3 @@ def xcom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "xcom"
     monkeypatch.setenv("MLK8S_XCOM_DIR", str(directory))
     return directory
-
-
-def pytest_terminal_summary(terminalreporter: object) -> None:
-    from tests.tally import terminal_summary
-
-    terminal_summary(terminalreporter)
