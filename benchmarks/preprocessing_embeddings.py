@@ -63,7 +63,8 @@ def main() -> int:
     padding = padded_tokens(spec, source, GPU_MAX_TOKENS if args.device == "cuda" else CPU_MAX_TOKENS)
 
     single, ours, reference_rows, output_rows = [], [], 0, 0
-    cluster = LocalRayCluster(tempfile.mkdtemp(prefix="rl-", dir="/tmp"), head_cpus=args.cpus, head_gpus=gpus)
+    ray_temp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's session logs: removed at the end
+    cluster = LocalRayCluster(ray_temp, head_cpus=args.cpus, head_gpus=gpus)
     try:
         cluster.start()
         cluster.enable_auth_in_this_process()
@@ -80,6 +81,7 @@ def main() -> int:
         if ray.is_initialized():
             ray.shutdown()
         cluster.stop()
+        shutil.rmtree(ray_temp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     if output_rows != reference_rows:
         print(json.dumps({"error": "row counts differ", "ours": output_rows, "single": reference_rows}))

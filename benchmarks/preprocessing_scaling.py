@@ -128,7 +128,8 @@ def main() -> int:
         generate(Path(args.data) / str(rows), rows, max(1, rows // ROWS_PER_FILE), seed=11)
     spec = parse_spec(SPEC)
     work = Path(tempfile.mkdtemp(prefix="mlk8s-scaling-"))
-    cluster = LocalRayCluster(tempfile.mkdtemp(prefix="rl-", dir="/tmp"), head_cpus=args.cpus)
+    ray_temp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's session logs: removed at the end
+    cluster = LocalRayCluster(ray_temp, head_cpus=args.cpus)
     results = []
     try:
         cluster.start()
@@ -143,6 +144,7 @@ def main() -> int:
         if ray.is_initialized():
             ray.shutdown()
         cluster.stop()
+        shutil.rmtree(ray_temp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
     small, middle, large = results

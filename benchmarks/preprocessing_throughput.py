@@ -200,7 +200,8 @@ def main() -> int:
     import ray
     import ray.data
 
-    cluster = LocalRayCluster(tempfile.mkdtemp(prefix="rl-", dir="/tmp"), head_cpus=args.cpus)
+    ray_temp = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # Ray's session logs: removed at the end
+    cluster = LocalRayCluster(ray_temp, head_cpus=args.cpus)
     try:
         cluster.start()
         cluster.enable_auth_in_this_process()
@@ -254,6 +255,7 @@ def main() -> int:
         if ray.is_initialized():
             ray.shutdown()
         cluster.stop()
+        shutil.rmtree(ray_temp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
     if not rows["single"] == rows["ours"] == rows["hand"]:
